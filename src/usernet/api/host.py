@@ -1,0 +1,260 @@
+"""The runtime: drives one sans-IO :class:`~usernet.stack.core.Stack` over one link on a thread.
+
+One lock guards the stack. The runtime thread waits in ``select`` on the link and a wake-up
+pipe, then, under the lock, reads every ready frame before running timers (so a burst is
+answered in one pass) and transmits what the stack produced. Socket calls from user threads
+take the same lock, act on their handle and flush the stack's output at once (no thread hop on
+the send path); they wait on a condition variable that the stack's handle events notify.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import random
+import select
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from usernet.links.base import Link
+from usernet.stack.core import Stack, StackConfig
+from usernet.wire import ethernet, ipv4
+
+if TYPE_CHECKING:
+    from usernet.api.socket import Socket
+
+log = logging.getLogger("usernet.host")
+
+_MAX_BATCH = 256
+
+
+class Host:
+    """One network host over one link; ``with host:`` runs it."""
+
+    def __init__(self, link: Link, addr: str | None = "10.0.0.2/24", gateway: str | None = None,
+                 mtu: int | None = None, mac: str | bytes | None = None, dhcp: bool = False,
+                 pcap: str | os.PathLike[str] | None = None, trace: bool | Any = False,
+                 impair: str | dict[str, Any] | None = None, seed: int | None = None,
+                 name: str | None = None, stack_config: StackConfig | None = None) -> None:
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.name = name or getattr(link, "name", "host")
+        self.raw_link = link
+        link = self._wrap_link(link, pcap=pcap, trace=trace, impair=impair, seed=seed)
+        self.link = link
+        if isinstance(mac, str):
+            mac = ethernet.parse_mac(mac)
+        self.dhcp = dhcp
+        self.stack = Stack(mac=mac or link.mac, layer=link.layer, addr=None if dhcp else addr, gateway=gateway,
+                           mtu=mtu or link.mtu, rng=self.rng, config=stack_config, now=time.monotonic())
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._closed = False
+        self._sockets: weakref.WeakSet[Socket] = weakref.WeakSet()
+        self._services: list[Callable[[], None]] = []  # stop callbacks of `serve` helpers
+
+    @staticmethod
+    def _wrap_link(link: Link, *, pcap: Any, trace: Any, impair: Any, seed: int | None) -> Link:
+        """Middleware order: the fault injector sits next to the medium, so pcap and the tracer see
+        exactly what the stack sees."""
+        if impair:
+            from usernet.links.impair import Impair, parse_impair_spec
+
+            spec = parse_impair_spec(impair) if isinstance(impair, str) else dict(impair)
+            link = Impair(link, seed=seed, **spec)
+        if pcap:
+            from usernet.links.pcap import PcapWriter
+
+            link = PcapWriter(link, os.fspath(pcap))
+        if trace:
+            from usernet.links.trace import Tracer
+
+            link = Tracer(link) if trace is True else Tracer(link, out=trace)
+        return link
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def __enter__(self) -> Host:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        if self._closed:
+            raise OSError(errno.EBADF, "host is closed")
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name=f"usernet-{self.name}", daemon=True)
+        self._thread.start()
+        if self.dhcp:
+            from usernet.apps.dhcp_client import run_dhcp  # type: ignore[import-not-found]
+
+            run_dhcp(self)
+
+    def close(self) -> None:
+        """Close every socket, stop the runtime thread, release the link. Idempotent."""
+        if self._closed:
+            return
+        for stop in list(self._services):
+            try:
+                stop()
+            except Exception:  # a service failing to stop must not keep the host alive
+                log.exception("stopping a service")
+        for sock in list(self._sockets):
+            sock.close()
+        with self._lock:
+            self._flush()
+        self._stopping = True
+        self._wake()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+        self._closed = True
+        self.link.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        with self._cond:
+            self._cond.notify_all()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and not self._stopping
+
+    # ----------------------------------------------------------------- the loop
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"\0")
+        except (BlockingIOError, OSError):
+            pass  # already pending, or closing
+
+    def _run(self) -> None:
+        link = self.link
+        link_fd = link.fileno()
+        wake_fd = self._wake_r
+        stack = self.stack
+        lock = self._lock
+        try:
+            while not self._stopping:
+                with lock:
+                    deadline = stack.next_deadline()
+                link_deadline = link.next_deadline()
+                if link_deadline is not None and (deadline is None or link_deadline < deadline):
+                    deadline = link_deadline
+                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if timeout is None or timeout > 1.0:
+                    timeout = 1.0  # bounded so a lost wake-up can never stall the host for long
+                ready, _, _ = select.select((link_fd, wake_fd), (), (), timeout)
+                if self._stopping:
+                    break
+                if wake_fd in ready:
+                    try:
+                        os.read(wake_fd, 4096)
+                    except BlockingIOError:
+                        pass
+                with lock:
+                    # Every ready frame first, then timers: one pass answers a whole burst.
+                    while True:
+                        frames = link.recv_batch(_MAX_BATCH)
+                        if not frames:
+                            break
+                        now = time.monotonic()
+                        receive = stack.receive
+                        for frame, trusted in frames:
+                            receive(frame, now, trusted)
+                        if len(frames) < _MAX_BATCH:
+                            break
+                    self._flush()
+        except Exception:
+            log.exception("usernet runtime thread crashed")
+            self.stack.counters["host.runtime_crash"] += 1
+        finally:
+            self._stopping = True
+            with self._cond:
+                self._cond.notify_all()
+
+    def _flush(self) -> None:
+        """Run timers and transmit. Called with the lock held."""
+        frames = self.stack.poll(time.monotonic())
+        send = self.link.send
+        for frame in frames:
+            try:
+                send(frame)
+            except OSError as err:
+                self.stack.counters["link.tx_error"] += 1
+                log.debug("link send failed: %s", err)
+        # Handle events already notified waiters; notify once more for timer-driven changes.
+        self._cond.notify_all()
+
+    def kick(self) -> None:
+        """After an API call changed state (lock held): send what it produced right away."""
+        self._flush()
+
+    def notify(self) -> None:
+        """Handle event hook (lock held, from the stack): wake every waiting socket call."""
+        self._cond.notify_all()
+
+    # ----------------------------------------------------------------- public helpers
+
+    @property
+    def address(self) -> str:
+        return ipv4.ntoa(self.stack.addr)
+
+    @property
+    def mac(self) -> str:
+        return ethernet.format_mac(self.stack.mac) if self.stack.mac else ""
+
+    @property
+    def counters(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.stack.counters)
+
+    def format_counters(self) -> str:
+        with self._lock:
+            text = self.stack.counters.format()
+            tcp = self.stack.tcp
+            if tcp is not None and getattr(tcp, "counters", None):
+                extra = "\n".join(f"    {v} {k.replace('_', ' ')}" for k, v in sorted(tcp.counters.items()) if v)
+                if extra:
+                    text += "\ntcp engine:\n" + extra
+        return text
+
+    def socket(self, family: int = 2, type: int = 1, proto: int = 0) -> Socket:
+        from usernet.api.socket import Socket
+
+        sock = Socket(self, family, type, proto)
+        self._sockets.add(sock)
+        return sock
+
+    def ping(self, dst: str, count: int = 1, interval: float = 1.0, size: int = 56, timeout: float = 1.0,
+             on_reply: Callable[[dict[str, Any]], None] | None = None) -> list[float | None]:
+        """Send *count* echo requests; return each one's RTT in seconds (None when none came)."""
+        from usernet.api.ping import ping
+
+        return ping(self, dst, count=count, interval=interval, size=size, timeout=timeout, on_reply=on_reply)
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float | None) -> bool:
+        """Block until *predicate* (evaluated with the lock held) is true; False on timeout."""
+        end = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while not predicate():
+                if self._closed:
+                    raise OSError(errno.EBADF, "host is closed")
+                remaining = None if end is None else end - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._cond.wait(remaining if remaining is not None and remaining < 1.0 else 1.0)
+            return True
+
+    def add_service(self, stop: Callable[[], None]) -> None:
+        self._services.append(stop)
