@@ -1,4 +1,47 @@
-"""usernet: a complete userspace TCP/IP stack in pure Python."""
+"""usernet: a complete userspace TCP/IP stack in pure Python.
+
+    import usernet
+    from usernet.links import Tap
+
+    with usernet.Host(Tap("tap0"), addr="10.0.0.2/24") as host:
+        with host.create_connection(("10.0.0.1", 80)) as conn: ...
+"""
+
+from socket import (
+    AF_INET,
+    IPPROTO_ICMP,
+    IPPROTO_IP,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    MSG_DONTWAIT,
+    MSG_PEEK,
+    SHUT_RD,
+    SHUT_RDWR,
+    SHUT_WR,
+    SO_BROADCAST,
+    SO_ERROR,
+    SO_KEEPALIVE,
+    SO_LINGER,
+    SO_RCVBUF,
+    SO_REUSEADDR,
+    SO_SNDBUF,
+    SO_TYPE,
+    SOCK_DGRAM,
+    SOCK_STREAM,
+    SOL_SOCKET,
+    TCP_KEEPCNT,
+    TCP_KEEPIDLE,
+    TCP_KEEPINTVL,
+    TCP_NODELAY,
+)
+
+from usernet.api.host import Host
 
 __version__ = "0.1.0"
-__all__ = ["__version__"]
+
+__all__ = [
+    "AF_INET", "IPPROTO_ICMP", "IPPROTO_IP", "IPPROTO_TCP", "IPPROTO_UDP", "MSG_DONTWAIT", "MSG_PEEK", "SHUT_RD",
+    "SHUT_RDWR", "SHUT_WR", "SOCK_DGRAM", "SOCK_STREAM", "SOL_SOCKET", "SO_BROADCAST", "SO_ERROR", "SO_KEEPALIVE",
+    "SO_LINGER", "SO_RCVBUF", "SO_REUSEADDR", "SO_SNDBUF", "SO_TYPE", "TCP_KEEPCNT", "TCP_KEEPIDLE",
+    "TCP_KEEPINTVL", "TCP_NODELAY", "Host", "__version__",
+]

@@ -25,7 +25,8 @@ def ping(host: Host, dst: str, *, count: int = 1, interval: float = 1.0, size: i
          should_stop: Callable[[], bool] | None = None) -> list[float | None]:
     """Send *count* echo requests *interval* apart; wait up to *timeout* after the last one.
 
-    Returns one entry per request: its round-trip time in seconds, or None if no (valid) reply came.
+    Returns one entry per request sent (fewer than *count* when *should_stop* ended it early): its
+    round-trip time in seconds, or None if no (valid) reply came.
     *on_reply* gets a dict (seq, rtt, src, ttl, size, ok) per reply and per ICMP error as it arrives.
     """
     if not 0 <= size <= 65507 - 8:
@@ -37,7 +38,7 @@ def ping(host: Host, dst: str, *, count: int = 1, interval: float = 1.0, size: i
         endpoint.on_event = host.notify
     sent_at: dict[int, float] = {}
     payloads: dict[int, bytes] = {}
-    rtts: list[float | None] = [None] * count
+    rtts: list[float | None] = []  # one entry per request actually sent
     try:
         next_send = time.monotonic()
         seq = 0
@@ -51,6 +52,7 @@ def ping(host: Host, dst: str, *, count: int = 1, interval: float = 1.0, size: i
                 with host._lock:
                     sent_at[seq] = time.monotonic()
                     payloads[seq] = data
+                    rtts.append(None)
                     try:
                         stack.echo_send(endpoint, target, seq & 0xFFFF, data)
                     except OSError as err:
@@ -63,7 +65,7 @@ def ping(host: Host, dst: str, *, count: int = 1, interval: float = 1.0, size: i
                     last_deadline = time.monotonic() + timeout
             if last_deadline is not None and time.monotonic() >= last_deadline:
                 break
-            if all(r is not None for r in rtts):
+            if seq == count and all(r is not None for r in rtts):
                 break
             wake_at = last_deadline if seq == count else next_send
             with host._cond:
