@@ -53,7 +53,8 @@ class Veth:
         line = proc.stdout.readline() if proc.stdout else ""
         if not line.startswith("ready"):
             proc.kill()
-            raise AssertionError(f"usernet up did not become ready: {line!r} {proc.stderr.read() if proc.stderr else ''}")
+            error = proc.stderr.read() if proc.stderr else ""
+            raise AssertionError(f"usernet up did not become ready: {line!r} {error}")
         return proc
 
     procs: list[subprocess.Popen[str]]
