@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 from usernet.api.host import Host
 from usernet.api.socket import Socket
@@ -56,6 +56,7 @@ def run_demo(trace: bool = True, out: TextIO = sys.stdout) -> int:
 
         if alice.stack.tcp is not None and hasattr(Socket, "listen"):
             _say(out, "TCP: handshake, echo of 100 kB, orderly close")
+            conn: Any
             with alice.socket() as conn:
                 conn.settimeout(5)
                 conn.connect(("10.0.0.2", 7))

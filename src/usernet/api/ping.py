@@ -67,7 +67,7 @@ def ping(host: Host, dst: str, *, count: int = 1, interval: float = 1.0, size: i
                 break
             if seq == count and all(r is not None for r in rtts):
                 break
-            wake_at = last_deadline if seq == count else next_send
+            wake_at = last_deadline if last_deadline is not None else next_send
             with host._cond:
                 if not endpoint.queue and not endpoint.errors:
                     host._cond.wait(max(0.0, min(wake_at - time.monotonic(), 0.5)))

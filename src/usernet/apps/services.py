@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from usernet.api.host import Host
@@ -51,7 +51,7 @@ def _udp_loop(sock: Socket, kind: str, stopped: threading.Event) -> None:
             log.debug("UDP %s reply to %s failed: %s", kind, peer, err)
 
 
-def _tcp_conn(conn: Socket, kind: str, stopped: threading.Event) -> None:
+def _tcp_conn(conn: Any, kind: str, stopped: threading.Event) -> None:
     with conn:
         conn.settimeout(1.0)
         try:
@@ -74,7 +74,7 @@ def _tcp_conn(conn: Socket, kind: str, stopped: threading.Event) -> None:
             log.debug("TCP %s connection ended: %s", kind, err)
 
 
-def _tcp_accept_loop(listener: Socket, kind: str, stopped: threading.Event) -> None:
+def _tcp_accept_loop(listener: Any, kind: str, stopped: threading.Event) -> None:
     listener.settimeout(0.5)
     while not stopped.is_set():
         try:
@@ -94,7 +94,7 @@ def serve_simple(host: Host, kind: str, port: int, tcp: bool = True) -> Callable
     if kind not in SIMPLE_SERVICES:
         raise ValueError(f"unknown service {kind!r}")
     stopped = threading.Event()
-    sockets: list[Socket] = []
+    sockets: list[Any] = []
     threads: list[threading.Thread] = []
     udp = host.socket(type=2)
     udp.bind(("", port))
@@ -102,7 +102,7 @@ def serve_simple(host: Host, kind: str, port: int, tcp: bool = True) -> Callable
     threads.append(threading.Thread(target=_udp_loop, args=(udp, kind, stopped), daemon=True,
                                     name=f"usernet-udp-{kind}"))
     if tcp and host.stack.tcp is not None and hasattr(udp, "listen"):
-        listener = host.socket(type=1)
+        listener: Any = host.socket(type=1)  # stream sockets arrive with the TCP engine
         listener.setsockopt(1, 2, 1)  # SO_REUSEADDR
         listener.bind(("", port))
         listener.listen(128)

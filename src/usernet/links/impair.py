@@ -98,10 +98,10 @@ class Impair(LinkWrapper):
         copies = 2 if self.dup and rng.random() < self.dup else 1
         if copies == 2:
             counters["duplicated"] += 1
-        due = now
+        due: float = now
         if self.rate_mbps:
-            start = max(now, way.free_at)
-            way.free_at = start + len(frame) * 8 / (self.rate_mbps * 1e6)
+            wire_free = max(now, way.free_at)
+            way.free_at = wire_free + len(frame) * 8 / (self.rate_mbps * 1e6)
             due = way.free_at
         if self.delay:
             due += self.delay

@@ -80,7 +80,7 @@ class MemoryPort(Link):
                 now = time.monotonic()
                 while self._delayed and self._delayed[0][0] <= now:
                     self._queue.append(heapq.heappop(self._delayed)[2])
-            out = []
+            out: list[tuple[bytes, bool]] = []
             queue = self._queue
             while queue and len(out) < max_frames:
                 out.append((queue.popleft(), False))
