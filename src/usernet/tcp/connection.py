@@ -1,0 +1,934 @@
+"""One TCP connection: the RFC 9293 state machine, send path, retransmission and timers.
+
+Sans-IO: segments arrive through :meth:`TcpConnection.on_segment`, go out through the layer's
+output function, and time is always passed in. Sequence numbers are absolute integers inside
+(see :mod:`usernet.tcp.seq`).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from usernet.tcp import congestion
+from usernet.tcp.config import TcpConfig
+from usernet.tcp.reassembly import OutOfOrder
+from usernet.tcp.seq import unwrap, wire
+from usernet.wire import tcp as tcpwire
+from usernet.wire.tcp import ACK, FIN, PSH, RST, SYN, TcpSegment
+
+if TYPE_CHECKING:
+    from usernet.tcp.layer import TcpLayer
+
+CLOSED = "CLOSED"
+LISTEN = "LISTEN"
+SYN_SENT = "SYN-SENT"
+SYN_RECEIVED = "SYN-RECEIVED"
+ESTABLISHED = "ESTABLISHED"
+FIN_WAIT_1 = "FIN-WAIT-1"
+FIN_WAIT_2 = "FIN-WAIT-2"
+CLOSE_WAIT = "CLOSE-WAIT"
+CLOSING = "CLOSING"
+LAST_ACK = "LAST-ACK"
+TIME_WAIT = "TIME-WAIT"
+
+SYNCHRONIZED = frozenset((ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT, CLOSING, LAST_ACK, TIME_WAIT))
+# States in which we may still send data
+_CAN_SEND = frozenset((ESTABLISHED, CLOSE_WAIT))
+# States in which the peer's data is still accepted (RFC 9293 3.10.7.4, seventh step)
+_CAN_RECEIVE = frozenset((ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2))
+
+MAX_WSCALE = 14  # RFC 7323 2.3
+DEFAULT_MSS = 536  # RFC 9293 3.7.1 when the peer sends no MSS option
+
+
+def _error(code: int) -> OSError:
+    kinds: dict[int, type[OSError]] = {errno.ECONNREFUSED: ConnectionRefusedError,
+                                       errno.ECONNRESET: ConnectionResetError, errno.ETIMEDOUT: TimeoutError,
+                                       errno.EPIPE: BrokenPipeError, errno.ECONNABORTED: ConnectionAbortedError}
+    return kinds.get(code, OSError)(code, os.strerror(code))
+
+
+class TcpConnection:
+    """A connection's control block (RFC 9293 3.3.1) and its handle for the socket layer."""
+
+    def __init__(self, layer: TcpLayer, local: tuple[int, int], remote: tuple[int, int], iss: int,
+                 config: TcpConfig, now: float, mss_limit: int) -> None:
+        self.layer = layer
+        self.config = config
+        self.local_addr, self.local_port = local
+        self.remote_addr, self.remote_port = remote
+        self.state = CLOSED
+        self.on_event: Callable[[], None] | None = None
+        self.listener = None  # the TcpListener that spawned us (passive open), until accepted
+        # Send sequence space (absolute)
+        self.iss = iss
+        self.snd_una = iss
+        self.snd_nxt = iss
+        self.snd_max = iss
+        self.snd_wnd = 0
+        self.max_snd_wnd = 0
+        self.snd_wl1 = 0
+        self.snd_wl2 = 0
+        self.send_buf = bytearray()
+        self.buf_seq = iss + 1            # absolute seq of send_buf[0]
+        self.fin_queued = False           # no more data from the user: FIN goes at buf_seq+len
+        # Receive sequence space
+        self.irs = 0
+        self.rcv_nxt = 0
+        self.rcv_adv = 0                  # right edge of the window we advertised
+        self.rcv_buf = bytearray()
+        self.ooo = OutOfOrder(config.max_ooo_segments)
+        self.peer_fin_seq: int | None = None
+        self.eof = False                  # the peer's FIN has been consumed in order
+        # Options
+        self.mss_limit = mss_limit        # from our route MTU
+        self.mss = min(DEFAULT_MSS, mss_limit)
+        self.rcv_wscale = 0
+        self.snd_wscale = 0
+        self.ws_ok = False
+        self.ts_ok = False
+        self.ts_recent = 0
+        self.ts_recent_at = 0.0
+        self.ts_offset = layer.rng.getrandbits(32)
+        self.sack_ok = False
+        self.last_ack_sent = 0
+        self.sacked: list[tuple[int, int]] = []   # peer's SACK blocks above snd_una (RFC 6675 scoreboard)
+        # Timers and estimators (RFC 6298)
+        self.rto = config.rto_initial
+        self.srtt: float | None = None
+        self.rttvar = 0.0
+        self.rtx_deadline: float | None = None
+        self.retransmits = 0              # consecutive RTO expiries
+        self.total_retransmits = 0
+        self.rtt_seq: int | None = None   # Karn: time one segment when timestamps are off
+        self.rtt_sent = 0.0
+        self.delack_deadline: float | None = None
+        self.ack_now = False
+        self.unacked_segments = 0
+        self.persist_deadline: float | None = None
+        self.persist_backoff = 0
+        self.timewait_deadline: float | None = None
+        self.keepalive = False
+        self.keepalive_idle = config.keepalive_idle
+        self.keepalive_interval = config.keepalive_interval
+        self.keepalive_count = config.keepalive_count
+        self.keepalive_probes = 0
+        self.last_heard = now
+        self.user_timeout = 0.0
+        self.progress_at = now
+        # Recovery (RFC 5681/6582/6675)
+        self.cc = congestion.make(config.congestion, self.mss, config.initial_window_segments)
+        self.dupacks = 0
+        self.in_recovery = False
+        self.recover = iss
+        self.rexmit_next = 0
+        # User-facing state
+        self.nodelay = False
+        self.sndbuf = config.sndbuf
+        self.rcvbuf = config.rcvbuf
+        self.linger: tuple[bool, int] = (False, 0)
+        self.error: OSError | None = None
+        self.user_closed = False          # close() called: the socket is gone, data still drains
+        self.accepted = False
+        self.created = now
+        self.challenge_acks: list[float] = []
+
+    # ================================================================= handle API (socket layer)
+
+    def __repr__(self) -> str:
+        return (f"<TcpConnection {self.local_port}->{self.remote_port} {self.state} una={self.snd_una - self.iss} "
+                f"nxt={self.snd_nxt - self.iss}>")
+
+    @property
+    def readable(self) -> bool:
+        return bool(self.rcv_buf) or self.eof or self.error is not None or self.state == CLOSED
+
+    @property
+    def send_space(self) -> int:
+        return max(0, self.sndbuf - len(self.send_buf))
+
+    @property
+    def writable(self) -> bool:
+        if self.error is not None or self.fin_queued:
+            return True  # a write will fail at once: select must say so
+        if self.state in (SYN_SENT, SYN_RECEIVED):
+            return False
+        return self.send_space > 0
+
+    @property
+    def connected(self) -> bool:
+        return self.state in SYNCHRONIZED or (self.state == CLOSED and self.rcv_nxt != 0)
+
+    def send(self, data: bytes | bytearray | memoryview) -> int:
+        """Queue data; returns how much was accepted (0 when the buffer is full)."""
+        if self.error is not None:
+            raise self.error
+        if self.fin_queued or self.state not in (_CAN_SEND | {SYN_SENT, SYN_RECEIVED}):
+            raise _error(errno.EPIPE)
+        room = self.send_space
+        if room <= 0:
+            return 0
+        view = memoryview(data)
+        taken = view[:room]
+        self.send_buf += taken
+        self.layer.mark_dirty(self)
+        return len(taken)
+
+    def recv(self, maximum: int) -> bytes | None:
+        """In-order data (b"" at end of stream), or None when none is available yet."""
+        if self.rcv_buf:
+            data = bytes(self.rcv_buf[:maximum])
+            del self.rcv_buf[:maximum]
+            self._window_opened()
+            return data
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+        if self.eof or self.state == CLOSED:
+            return b""
+        return None
+
+    def peek(self, maximum: int) -> bytes:
+        return bytes(self.rcv_buf[:maximum])
+
+    def shutdown_write(self) -> None:
+        """SHUT_WR: a FIN follows the queued data (RFC 9293 3.10.4)."""
+        if self.fin_queued:
+            return
+        if self.state in (SYN_SENT, SYN_RECEIVED, ESTABLISHED, CLOSE_WAIT):
+            self.fin_queued = True
+            self.layer.mark_dirty(self)
+            self._notify()
+
+    def close(self) -> None:
+        """close(): graceful unless SO_LINGER with 0 timeout or unread data (RFC 9293 3.10.4,
+        RFC 2525 2.17: closing with unread data resets)."""
+        self.user_closed = True
+        if self.state == CLOSED:
+            self.layer.forget(self)
+            return
+        if self.linger == (True, 0) or self.rcv_buf:
+            self.abort()
+            return
+        if self.state == SYN_SENT:
+            self._enter_closed()
+            return
+        self.shutdown_write()
+
+    def abort(self) -> None:
+        """Send RST and forget the connection (RFC 9293 3.10.5)."""
+        if self.state in (SYN_RECEIVED, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT):
+            self._emit(self.snd_nxt, RST | ACK, b"")
+        self.send_buf.clear()
+        self.user_closed = True
+        self._enter_closed()
+
+    def info(self) -> dict[str, object]:
+        """A tcp_info-like snapshot."""
+        return {"state": self.state, "snd_cwnd": self.cc.cwnd // max(1, self.mss), "snd_ssthresh":
+                self.cc.ssthresh // max(1, self.mss), "rto": self.rto, "rtt": self.srtt, "rttvar": self.rttvar,
+                "snd_mss": self.mss, "rcv_wscale": self.rcv_wscale, "snd_wscale": self.snd_wscale,
+                "retransmits": self.retransmits, "total_retrans": self.total_retransmits,
+                "unacked": self.snd_max - self.snd_una, "sacked": sum(e - s for s, e in self.sacked),
+                "timestamps": self.ts_ok, "sack": self.sack_ok, "congestion": self.cc.name}
+
+    # ================================================================= opening
+
+    def start_active(self, now: float) -> None:
+        """connect(): send SYN (RFC 9293 3.10.1)."""
+        self.state = SYN_SENT
+        self.rcv_wscale = self._choose_wscale()
+        self.snd_nxt = self.iss
+        self._send_syn(now, ack=False)
+
+    def start_passive(self, syn: TcpSegment, now: float) -> None:
+        """A SYN arrived on a listener (RFC 9293 3.10.7.2): answer SYN-ACK."""
+        self.state = SYN_RECEIVED
+        self.irs = syn.seq
+        self.rcv_nxt = self.irs + 1
+        self._take_syn_options(syn, now)
+        self.snd_wnd = syn.window  # never scaled in a SYN (RFC 7323 2.2)
+        self.snd_wl1, self.snd_wl2 = self.irs, self.iss
+        self._send_syn(now, ack=True)
+
+    def _choose_wscale(self) -> int:
+        if not self.config.window_scaling:
+            return 0
+        shift = 0
+        while (self.rcvbuf >> shift) > 0xFFFF and shift < MAX_WSCALE:
+            shift += 1
+        return shift
+
+    def _take_syn_options(self, syn: TcpSegment, now: float) -> None:
+        opts = syn.options
+        self.mss = max(64, min(opts.mss if opts.mss else DEFAULT_MSS, self.mss_limit))
+        self.cc.mss = self.mss
+        self.cc.cwnd = min(self.config.initial_window_segments * self.mss, max(2 * self.mss, 14600))
+        self.ws_ok = opts.wscale is not None and self.config.window_scaling
+        if self.ws_ok:
+            self.snd_wscale = min(opts.wscale or 0, MAX_WSCALE)
+            if self.state == SYN_RECEIVED:
+                self.rcv_wscale = self._choose_wscale()
+        else:
+            self.snd_wscale = self.rcv_wscale = 0
+        self.ts_ok = opts.ts_val is not None and self.config.timestamps
+        if self.ts_ok:
+            self.ts_recent = opts.ts_val or 0
+            self.ts_recent_at = now
+            # The MSS option excludes TCP options (RFC 9293 3.7.1): leave room for timestamps.
+            self.mss -= 12
+            self.cc.mss = self.mss
+        self.sack_ok = opts.sack_permitted and self.config.sack
+
+    def _send_syn(self, now: float, ack: bool) -> None:
+        config = self.config
+        if ack:
+            # Offer only what the peer offered (RFC 7323 1.3, RFC 2018 2).
+            options = tcpwire.build_options(
+                mss=self.mss_limit, wscale=self.rcv_wscale if self.ws_ok else None,
+                sack_permitted=self.sack_ok, ts=(self._ts_now(now), self.ts_recent) if self.ts_ok else None)
+        else:
+            options = tcpwire.build_options(
+                mss=self.mss_limit, wscale=self.rcv_wscale if config.window_scaling else None,
+                sack_permitted=config.sack, ts=(self._ts_now(now), 0) if config.timestamps else None)
+        window = min(self.rcvbuf, 0xFFFF)
+        self.rcv_adv = self.rcv_nxt + window
+        self.layer.transmit(self, wire(self.iss), wire(self.rcv_nxt) if ack else 0, SYN | (ACK if ack else 0),
+                            window, options, b"")
+        self.snd_nxt = self.snd_max = self.iss + 1
+        if self.rtx_deadline is None:
+            self.rtx_deadline = now + self.rto
+        if self.retransmits == 0:
+            self.rtt_seq, self.rtt_sent = self.iss, now
+
+    # ================================================================= segment arrival
+
+    def on_segment(self, seg: TcpSegment, now: float) -> None:
+        if self.state == SYN_SENT:
+            self._arrive_syn_sent(seg, now)
+        else:
+            self._arrive_synchronized(seg, now)
+        self._notify()
+
+    def _arrive_syn_sent(self, seg: TcpSegment, now: float) -> None:
+        """RFC 9293 3.10.7.3."""
+        flags = seg.flags
+        ack = unwrap(seg.ack, self.snd_nxt)
+        if flags & ACK and (ack <= self.iss or ack > self.snd_nxt):
+            if not flags & RST:
+                self.layer.send_reset(self.local_addr, self.remote_addr, self.local_port, self.remote_port,
+                                      seg.ack, 0, RST)
+            return
+        if flags & RST:
+            if flags & ACK:
+                self._fail(errno.ECONNREFUSED)
+            return
+        if not flags & SYN:
+            return
+        self.irs = seg.seq
+        self.rcv_nxt = self.irs + 1
+        self._take_syn_options(seg, now)
+        self.last_heard = now
+        if flags & ACK:
+            self._ack_syn(ack, now)
+            self.snd_wnd = seg.window  # RFC 7323 2.2: the window in a SYN is never scaled
+            self.max_snd_wnd = self.snd_wnd
+            self.snd_wl1, self.snd_wl2 = seg.seq, ack
+            self.state = ESTABLISHED
+            self.layer.counters["active_opens_established"] += 1
+            self.ack_now = True
+            self.layer.mark_dirty(self)
+        else:
+            # Simultaneous open (RFC 9293 3.5, figure 8).
+            self.state = SYN_RECEIVED
+            self.snd_wnd = seg.window
+            self.retransmits = 0
+            self._send_syn(now, ack=True)
+
+    def _ack_syn(self, ack: int, now: float) -> None:
+        self.snd_una = ack
+        self._sample_rtt(now, None, ack)
+        self.rtx_deadline = None
+        self.retransmits = 0
+
+    def _acceptable(self, seq: int, seg_len: int) -> bool:
+        """RFC 9293 3.10.7.4 first check, the four cases."""
+        rcv_nxt = self.rcv_nxt
+        wnd = max(0, self.rcv_adv - rcv_nxt)
+        if seg_len == 0:
+            return seq == rcv_nxt if wnd == 0 else rcv_nxt <= seq < rcv_nxt + wnd
+        if wnd == 0:
+            return False
+        end = seq + seg_len - 1
+        return rcv_nxt <= seq < rcv_nxt + wnd or rcv_nxt <= end < rcv_nxt + wnd
+
+    def _arrive_synchronized(self, seg: TcpSegment, now: float) -> None:
+        flags = seg.flags
+        counters = self.layer.counters
+        seq = unwrap(seg.seq, self.rcv_nxt)
+        data = seg.payload
+        seg_len = len(data) + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
+        opts = seg.options
+
+        # RFC 7323 5.3 PAWS: a timestamp older than ts_recent marks an old duplicate.
+        if self.ts_ok and opts.ts_val is not None and not flags & RST:
+            if ((opts.ts_val - self.ts_recent) & 0xFFFFFFFF) >= 0x80000000 and now - self.ts_recent_at < 24 * 86400:
+                counters["paws_rejected"] += 1
+                self._send_ack(now)
+                return
+
+        # First: sequence number check.
+        if not self._acceptable(seq, seg_len):
+            if self.state == SYN_RECEIVED and flags & SYN and seq == self.irs and not flags & ACK:
+                # Our SYN-ACK was lost: the peer retransmitted its SYN. Answer again (seqs bug:
+                # one dropped segment in SYN-RECEIVED silenced the server).
+                counters["syn_retransmit_received"] += 1
+                self._send_syn(now, ack=True)
+                return
+            if self.state == TIME_WAIT and flags & FIN and not flags & RST:
+                self._send_ack(now)
+                self.timewait_deadline = now + 2 * self.config.msl
+                return
+            if not flags & RST:
+                counters["out_of_window"] += 1
+                self._send_ack(now)  # RFC 9293: an unacceptable segment gets an ACK (not for RST)
+            return
+
+        # Second: RST (RFC 5961 3.2).
+        if flags & RST:
+            if seq == self.rcv_nxt:
+                self._on_reset(now)
+            else:
+                counters["rst_challenged"] += 1
+                self._challenge_ack(now)
+            return
+
+        # Fourth: SYN in a synchronized state (RFC 5961 4.2): challenge ACK, change nothing.
+        if flags & SYN:
+            if self.state == SYN_RECEIVED and seq == self.irs:
+                self._send_syn(now, ack=True)
+                return
+            counters["syn_challenged"] += 1
+            self._challenge_ack(now)
+            return
+
+        # Fifth: ACK.
+        if not flags & ACK:
+            return
+        ack = unwrap(seg.ack, self.snd_nxt)
+        if self.state == SYN_RECEIVED:
+            if self.snd_una < ack <= self.snd_nxt:
+                self._ack_syn(ack, now)
+                self.state = ESTABLISHED
+                self.snd_wnd = seg.window << self.snd_wscale
+                self.max_snd_wnd = self.snd_wnd
+                self.snd_wl1, self.snd_wl2 = seq, ack
+                counters["passive_opens_established"] += 1
+                self.layer.established(self)
+            else:
+                self.layer.send_reset(self.local_addr, self.remote_addr, self.local_port, self.remote_port,
+                                      seg.ack, 0, RST)
+                return
+        # RFC 5961 5.2: ACK must lie in [snd_una - max_snd_wnd, snd_nxt].
+        if ack > self.snd_max:
+            counters["ack_too_new"] += 1
+            self._send_ack(now)
+            return
+        if ack < self.snd_una - max(self.max_snd_wnd, 1):
+            counters["ack_too_old"] += 1
+            self._challenge_ack(now)
+            return
+
+        self.last_heard = now
+        self.keepalive_probes = 0
+        if self.ts_ok and opts.ts_val is not None and seq <= self.last_ack_sent < seq + max(seg_len, 1):
+            self.ts_recent, self.ts_recent_at = opts.ts_val, now  # RFC 7323 4.3
+        self._process_ack(seg, seq, ack, len(data), now)
+        if self.state == CLOSED:
+            return
+
+        # Seventh: segment text.
+        if data and self.state in _CAN_RECEIVE:
+            self._receive_data(seq, data, now)
+        elif data:
+            counters["data_after_fin"] += 1
+
+        # Eighth: FIN.
+        if flags & FIN:
+            fin_seq = seq + len(data)
+            if self.peer_fin_seq is None:
+                self.peer_fin_seq = fin_seq
+        self._maybe_consume_fin(now)
+
+    def _on_reset(self, now: float) -> None:
+        state = self.state
+        self.layer.counters["resets_received"] += 1
+        if state == SYN_RECEIVED and self.listener is not None:
+            self._enter_closed()  # back to LISTEN: the listener's slot is freed (seqs leaked it)
+        elif state in (SYN_RECEIVED, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT):
+            self._fail(errno.ECONNRESET if state != SYN_RECEIVED else errno.ECONNREFUSED)
+        else:  # CLOSING, LAST-ACK, TIME-WAIT
+            self._enter_closed()
+
+    def _challenge_ack(self, now: float) -> None:
+        """RFC 5961 7: rate-limited challenge ACK."""
+        window = [t for t in self.layer.challenge_times if now - t < 1.0]
+        self.layer.challenge_times = window
+        if len(window) >= self.config.challenge_ack_limit:
+            self.layer.counters["challenge_ack_limited"] += 1
+            return
+        window.append(now)
+        self.layer.counters["challenge_acks"] += 1
+        self._send_ack(now)
+
+    # ----------------------------------------------------------------- ACK processing
+
+    def _process_ack(self, seg: TcpSegment, seq: int, ack: int, data_len: int, now: float) -> None:
+        state = self.state
+        window = seg.window << self.snd_wscale
+        counters = self.layer.counters
+        if self.sack_ok and seg.options.sack_blocks:
+            self._update_scoreboard(seg.options.sack_blocks, ack)
+        if ack > self.snd_una:
+            acked = ack - self.snd_una
+            self._sample_rtt(now, seg.options.ts_ecr if self.ts_ok else None, ack)
+            # Drop acknowledged bytes from the send buffer (the FIN's sequence number is not a byte).
+            data_acked = min(ack, self.buf_seq + len(self.send_buf)) - self.buf_seq
+            if data_acked > 0:
+                del self.send_buf[:data_acked]
+                self.buf_seq += data_acked
+            self.snd_una = ack
+            if self.snd_nxt < ack:
+                self.snd_nxt = ack
+            self.progress_at = now
+            self.retransmits = 0
+            self.persist_backoff = 0
+            if self.sacked:
+                self.sacked = [(s, e) for s, e in self.sacked if e > ack]
+            if self.in_recovery:
+                if ack >= self.recover:
+                    # Full ACK (RFC 6582 3.2 step 3): leave recovery.
+                    self.in_recovery = False
+                    self.cc.cwnd = min(self.cc.ssthresh, max(self.snd_max - ack, self.mss) + self.mss)
+                    self.dupacks = 0
+                else:
+                    # Partial ACK: retransmit the next hole, deflate (RFC 6582 3.2 step 4).
+                    self.cc.cwnd = max(self.cc.cwnd - acked + self.mss, self.mss)
+                    self.rexmit_next = max(self.rexmit_next, ack)
+                    self._retransmit_hole(now, force=True)
+            else:
+                self.dupacks = 0
+                self.cc.on_ack(acked, now, self.srtt)
+            # RFC 6298 5.2/5.3: restart the timer while data remains outstanding.
+            self.rtx_deadline = now + self.rto if self.snd_max > self.snd_una else None
+            counters["bytes_acked"] += acked
+            self.layer.mark_dirty(self)
+        elif ack == self.snd_una and self.snd_max > self.snd_una and data_len == 0 and \
+                window == self.snd_wnd and not seg.flags & FIN:
+            # A duplicate ACK (RFC 5681 2).
+            self.dupacks += 1
+            counters["dupacks"] += 1
+            if self.in_recovery:
+                self.cc.cwnd += self.mss  # inflate (RFC 5681 3.2 step 4)
+                self._retransmit_hole(now)
+                self.layer.mark_dirty(self)
+            elif self.dupacks == 3 or (self.sack_ok and self._sacked_bytes() >= 3 * self.mss):
+                self._enter_recovery(now)
+        # Window update (RFC 9293 3.10.7.4, fifth step).
+        if self.snd_wl1 < seq or (self.snd_wl1 == seq and self.snd_wl2 <= ack):
+            if window > self.snd_wnd:
+                self.layer.mark_dirty(self)
+            self.snd_wnd = window
+            self.snd_wl1, self.snd_wl2 = seq, ack
+            self.max_snd_wnd = max(self.max_snd_wnd, window)
+            if window and self.persist_deadline is not None:
+                self.persist_deadline = None
+        # Our FIN acknowledged? (RFC 9293: FIN-WAIT-1 moves on only when *the FIN* is ACKed; seqs
+        # moved on the ACK of older data.)
+        fin_acked = self.fin_queued and self.snd_una > self.buf_seq + len(self.send_buf)
+        if fin_acked:
+            if state == FIN_WAIT_1:
+                self.state = FIN_WAIT_2
+            elif state == CLOSING:
+                self._enter_time_wait(now)
+            elif state == LAST_ACK:
+                self._enter_closed()
+
+    def _sacked_bytes(self) -> int:
+        return sum(e - s for s, e in self.sacked)
+
+    def _update_scoreboard(self, blocks: list[tuple[int, int]], ack: int) -> None:
+        ranges = list(self.sacked)
+        for left, right in blocks:
+            start, end = unwrap(left, ack), unwrap(right, ack)
+            if end <= start or end <= ack or end > self.snd_max:
+                continue  # D-SACK below ack or nonsense: ignore
+            ranges.append((max(start, ack), end))
+        ranges.sort()
+        merged: list[tuple[int, int]] = []
+        for start, end in ranges:
+            if merged and start <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+            else:
+                merged.append((start, end))
+        self.sacked = merged[-32:]
+
+    def _enter_recovery(self, now: float) -> None:
+        """Fast retransmit (RFC 5681 3.2; RFC 6675 5 with SACK)."""
+        if self.snd_una < self.recover and self.total_retransmits:
+            return  # RFC 6582 3.2 step 1: no new recovery for losses of the same window
+        self.layer.counters["fast_retransmits"] += 1
+        self.in_recovery = True
+        self.recover = self.snd_max
+        flight = self.snd_max - self.snd_una
+        self.cc.on_loss(flight, now)
+        self.cc.cwnd += 3 * self.mss if not self.sack_ok else 0
+        self.rexmit_next = self.snd_una
+        self._retransmit_hole(now, force=True)
+        self.rtt_seq = None
+
+    def _retransmit_hole(self, now: float, force: bool = False) -> None:
+        """Retransmit the next range not known to have arrived (RFC 6675 NextSeg, simplified)."""
+        start = max(self.rexmit_next, self.snd_una)
+        for s, e in self.sacked:
+            if s <= start < e:
+                start = e
+        if not self.sacked and not force:
+            return
+        highest_sacked = self.sacked[-1][1] if self.sacked else self.snd_una + self.mss
+        if start >= min(highest_sacked, self.snd_max):
+            return
+        end = min(start + self.mss, self.snd_max)
+        for s, _ in self.sacked:
+            if start < s < end:
+                end = s
+        if self.sack_ok and not force:
+            pipe = self.snd_max - self.snd_una - self._sacked_bytes()
+            if pipe > self.cc.cwnd:
+                return
+        self._send_range(start, end, now, retransmission=True)
+        self.rexmit_next = end
+
+    # ----------------------------------------------------------------- receiving
+
+    def _receive_data(self, seq: int, data: memoryview, now: float) -> None:
+        rcv_nxt = self.rcv_nxt
+        right = self.rcv_adv
+        if seq < rcv_nxt:
+            data = data[rcv_nxt - seq:]
+            seq = rcv_nxt
+        if seq + len(data) > right:
+            data = data[:max(0, right - seq)]
+        if not data:
+            self.ack_now = True
+            self.layer.mark_dirty(self)
+            return
+        if seq == rcv_nxt:
+            self.rcv_buf += data
+            self.rcv_nxt += len(data)
+            filled_hole = bool(self.ooo)
+            if self.ooo:
+                ready = self.ooo.pop_ready(self.rcv_nxt)
+                if ready:
+                    self.rcv_buf += ready
+                    self.rcv_nxt += len(ready)
+            self.layer.counters["bytes_received"] += len(data)
+            # RFC 9293 3.8.6.3 / RFC 5681 4.2: ACK at least every second full segment; at once
+            # when a hole is filled.
+            self.unacked_segments += 1
+            if filled_hole or self.unacked_segments >= 2 or len(data) < self.mss and self.ack_now:
+                self.ack_now = True
+            elif self.delack_deadline is None:
+                self.delack_deadline = now + self.config.delayed_ack
+            self.layer.mark_dirty(self)
+        else:
+            self.ooo.add(seq, bytes(data))
+            self.layer.counters["out_of_order"] += 1
+            self.ack_now = True  # RFC 5681 4.2: out-of-order data is ACKed at once (dupack + SACK)
+            self.layer.mark_dirty(self)
+
+    def _maybe_consume_fin(self, now: float) -> None:
+        if self.peer_fin_seq is None or self.rcv_nxt != self.peer_fin_seq or self.eof:
+            return
+        self.rcv_nxt += 1
+        self.eof = True
+        self.ack_now = True
+        self.layer.mark_dirty(self)
+        state = self.state
+        if state in (SYN_RECEIVED, ESTABLISHED):
+            self.state = CLOSE_WAIT
+        elif state == FIN_WAIT_1:
+            # Simultaneous close: our FIN not yet acknowledged -> CLOSING (RFC 9293 3.6).
+            self.state = CLOSING
+        elif state == FIN_WAIT_2:
+            self._enter_time_wait(now)
+
+    def _window_opened(self) -> None:
+        """After the user read: announce a window that grew enough (receiver SWS avoidance,
+        RFC 9293 3.8.6.2.2)."""
+        space = self.rcvbuf - len(self.rcv_buf) - self.ooo.bytes
+        if space - (self.rcv_adv - self.rcv_nxt) >= min(self.rcvbuf // 2, self.mss):
+            self.ack_now = True
+            self.layer.mark_dirty(self)
+
+    def _advertise(self) -> int:
+        """The window field value; the right edge never moves left (RFC 9293 3.8.6.2.2)."""
+        space = max(0, self.rcvbuf - len(self.rcv_buf) - self.ooo.bytes)
+        current = self.rcv_adv - self.rcv_nxt
+        if space - current >= min(self.rcvbuf // 2, self.mss) or space > current and current < self.mss:
+            current = space
+        current = max(current, self.rcv_adv - self.rcv_nxt)
+        field = min(current >> self.rcv_wscale, 0xFFFF)
+        self.rcv_adv = max(self.rcv_adv, self.rcv_nxt + (field << self.rcv_wscale))
+        return field
+
+    # ================================================================= sending
+
+    def _ts_now(self, now: float) -> int:
+        return (int(now * 1000) + self.ts_offset) & 0xFFFFFFFF
+
+    def _emit(self, seq: int, flags: int, payload: bytes | memoryview, now: float | None = None) -> None:
+        sack_blocks = None
+        if self.sack_ok and self.ooo and flags & ACK and not payload:
+            sack_blocks = [(wire(s), wire(e)) for s, e in self.ooo.blocks(3 if self.ts_ok else 4)]
+        ts = None
+        if self.ts_ok:
+            ts = (self._ts_now(now if now is not None else self.layer.now), self.ts_recent)
+        options = tcpwire.build_options(ts=ts, sack_blocks=sack_blocks) if ts or sack_blocks else b""
+        window = self._advertise() if flags & ACK or self.state != CLOSED else 0
+        self.layer.transmit(self, wire(seq), wire(self.rcv_nxt) if flags & ACK else 0, flags, window, options,
+                            payload)
+        if flags & ACK:
+            self.last_ack_sent = self.rcv_nxt
+            self.ack_now = False
+            self.delack_deadline = None
+            self.unacked_segments = 0
+
+    def _send_ack(self, now: float) -> None:
+        self._emit(self.snd_nxt, ACK, b"", now)
+
+    def _send_range(self, start: int, end: int, now: float, retransmission: bool = False) -> None:
+        """Send [start, end) of the sequence space (data, plus FIN if it falls inside)."""
+        buf_end = self.buf_seq + len(self.send_buf)
+        data_end = min(end, buf_end)
+        offset = start - self.buf_seq
+        payload = memoryview(self.send_buf)[offset:offset + max(0, data_end - start)]
+        flags = ACK
+        if self.fin_queued and end > buf_end:
+            flags |= FIN
+        if payload and (data_end == buf_end or flags & FIN):
+            flags |= PSH
+        try:
+            self._emit(start, flags, payload, now)
+        finally:
+            payload.release()
+        if retransmission:
+            self.total_retransmits += 1
+            self.layer.counters["retransmitted_segments"] += 1
+            if self.rtt_seq is not None and start <= self.rtt_seq < end:
+                self.rtt_seq = None  # Karn's rule
+        if self.rtx_deadline is None:
+            self.rtx_deadline = now + self.rto
+
+    def output(self, now: float) -> None:
+        """Send whatever the windows, Nagle and the state allow, then any pending ACK."""
+        state = self.state
+        if state in (SYN_SENT, SYN_RECEIVED, CLOSED, LISTEN):
+            if state == SYN_RECEIVED and self.ack_now:
+                self.ack_now = False
+            return
+        sent = False
+        if state in _CAN_SEND or (self.fin_queued and state in (FIN_WAIT_1, CLOSING, LAST_ACK)):
+            sent = self._send_data(now)
+        if (self.ack_now or (self.delack_deadline is not None and now >= self.delack_deadline)) and not sent:
+            self._send_ack(now)
+
+    def _send_data(self, now: float) -> bool:
+        mss = self.mss
+        sent = False
+        buf_end = self.buf_seq + len(self.send_buf)
+        fin_end = buf_end + 1 if self.fin_queued else buf_end
+        while self.snd_nxt < fin_end:
+            window_end = self.snd_una + min(self.cc.cwnd, self.snd_wnd)
+            unsent = buf_end - self.snd_nxt
+            if unsent <= 0:
+                # Only the FIN is left (RFC 9293 3.10.4): it may go regardless of the window.
+                self._send_range(self.snd_nxt, fin_end, now)
+                self.snd_nxt = fin_end
+                self._after_fin_sent()
+                sent = True
+                break
+            usable = window_end - self.snd_nxt
+            if usable <= 0:
+                if self.snd_wnd == 0 and self.snd_max == self.snd_una and self.persist_deadline is None:
+                    self.persist_deadline = now + max(self.rto, self.config.persist_min)
+                break
+            size = min(mss, unsent, usable)
+            if size < mss:
+                if size < unsent:
+                    # Window-limited: sender SWS avoidance (RFC 9293 3.8.6.2.1) waits for a
+                    # useful window unless nothing is in flight.
+                    if size < self.max_snd_wnd // 2 and self.snd_max > self.snd_una:
+                        break
+                elif self.snd_max > self.snd_una and not self.nodelay and not self.fin_queued:
+                    break  # Nagle (RFC 896): hold a small segment while data is unacknowledged
+            end = self.snd_nxt + size
+            if self.fin_queued and end == buf_end:
+                end = fin_end  # piggyback the FIN on the last data segment
+            if self.rtt_seq is None and not self.ts_ok:
+                self.rtt_seq, self.rtt_sent = self.snd_nxt, now
+            self._send_range(self.snd_nxt, end, now)
+            self.snd_nxt = end
+            if end == fin_end and self.fin_queued:
+                self._after_fin_sent()
+            sent = True
+        if self.snd_nxt > self.snd_max:
+            self.snd_max = self.snd_nxt
+        return sent
+
+    def _after_fin_sent(self) -> None:
+        if self.snd_nxt > self.snd_max:
+            self.snd_max = self.snd_nxt
+        if self.state == ESTABLISHED:
+            self.state = FIN_WAIT_1
+        elif self.state == CLOSE_WAIT:
+            self.state = LAST_ACK
+
+    # ================================================================= timers
+
+    def next_deadline(self) -> float | None:
+        best = None
+        for deadline in (self.rtx_deadline, self.delack_deadline, self.persist_deadline, self.timewait_deadline,
+                         self._keepalive_deadline()):
+            if deadline is not None and (best is None or deadline < best):
+                best = deadline
+        return best
+
+    def _keepalive_deadline(self) -> float | None:
+        if not self.keepalive or self.state not in (ESTABLISHED, CLOSE_WAIT):
+            return None
+        if self.keepalive_probes == 0:
+            return self.last_heard + self.keepalive_idle
+        return self.last_heard + self.keepalive_idle + self.keepalive_probes * self.keepalive_interval
+
+    def on_timer(self, now: float) -> None:
+        if self.timewait_deadline is not None and now >= self.timewait_deadline:
+            self._enter_closed()
+            return
+        if self.rtx_deadline is not None and now >= self.rtx_deadline:
+            self._on_rto(now)
+        if self.state == CLOSED:
+            return
+        if self.persist_deadline is not None and now >= self.persist_deadline:
+            self._on_persist(now)
+        keepalive_at = self._keepalive_deadline()
+        if keepalive_at is not None and now >= keepalive_at:
+            if self.keepalive_probes >= self.keepalive_count:
+                self._fail(errno.ETIMEDOUT)
+                return
+            self.keepalive_probes += 1
+            self.layer.counters["keepalive_probes"] += 1
+            # RFC 1122 4.2.3.6: a probe is a segment with SEG.SEQ = SND.NXT - 1.
+            self._emit(self.snd_nxt - 1, ACK, b"", now)
+        if self.delack_deadline is not None and now >= self.delack_deadline:
+            self.ack_now = True
+        self.output(now)
+
+    def _on_rto(self, now: float) -> None:
+        """RFC 6298 5.4-5.7."""
+        state = self.state
+        limit = self.config.syn_retries if state == SYN_SENT else \
+            self.config.synack_retries if state == SYN_RECEIVED else self.config.data_retries
+        timed_out = self.retransmits >= limit or (
+            self.user_timeout and now - self.progress_at >= self.user_timeout)
+        if timed_out:
+            self.layer.counters["timeouts"] += 1
+            if state == SYN_RECEIVED and self.listener is not None:
+                self._enter_closed()  # free the half-open slot
+            else:
+                self._fail(errno.ETIMEDOUT)
+            return
+        self.retransmits += 1
+        self.rto = min(self.rto * 2, self.config.rto_max)
+        self.rtx_deadline = now + self.rto
+        self.layer.counters["rto_expired"] += 1
+        if state in (SYN_SENT, SYN_RECEIVED):
+            self.rtt_seq = None
+            self.total_retransmits += 1
+            self._send_syn(now, ack=state == SYN_RECEIVED)
+            return
+        if self.retransmits == 1:
+            self.cc.on_timeout(self.snd_max - self.snd_una, now)
+        else:
+            self.cc.cwnd = self.mss
+        self.in_recovery = False
+        self.dupacks = 0
+        self.recover = self.snd_max
+        self.sacked = []  # RFC 6675 5.1: the receiver may have reneged
+        self.rtt_seq = None
+        # Go back to snd_una and resend one segment now; the rest follows as ACKs open cwnd.
+        end = min(self.snd_una + self.mss, self.snd_max)
+        self._send_range(self.snd_una, end, now, retransmission=True)
+        self.rtx_deadline = now + self.rto
+        self.snd_nxt = end
+
+    def _on_persist(self, now: float) -> None:
+        """Zero-window probe (RFC 9293 3.8.6.1): one byte beyond the window, backing off."""
+        buf_end = self.buf_seq + len(self.send_buf)
+        if self.snd_wnd > 0 or self.snd_nxt >= buf_end:
+            self.persist_deadline = None
+            return
+        self.layer.counters["window_probes"] += 1
+        self._send_range(self.snd_nxt, self.snd_nxt + 1, now)
+        self.snd_nxt += 1
+        self.snd_max = max(self.snd_max, self.snd_nxt)
+        self.rtx_deadline = None  # the probe is governed by the persist timer, not the RTO
+        self.persist_backoff += 1
+        self.persist_deadline = now + min(self.rto * (1 << min(self.persist_backoff, 10)), self.config.rto_max)
+
+    def _sample_rtt(self, now: float, ts_ecr: int | None, ack: int) -> None:
+        """RFC 6298 2.2/2.3 with RFC 7323 4.2 timestamp samples; Karn's rule without them."""
+        sample = None
+        if ts_ecr:
+            sample = ((self._ts_now(now) - ts_ecr) & 0xFFFFFFFF) / 1000.0
+            if sample > 60:
+                sample = None
+        elif self.rtt_seq is not None and ack > self.rtt_seq:
+            sample = now - self.rtt_sent
+            self.rtt_seq = None
+        if sample is None:
+            return
+        if self.srtt is None:
+            self.srtt = sample
+            self.rttvar = sample / 2
+        else:
+            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - sample)
+            self.srtt = 0.875 * self.srtt + 0.125 * sample
+        self.rto = min(max(self.srtt + max(0.001, 4 * self.rttvar), self.config.rto_min), self.config.rto_max)
+
+    # ================================================================= endings
+
+    def _enter_time_wait(self, now: float) -> None:
+        self.state = TIME_WAIT
+        self.rtx_deadline = self.persist_deadline = self.delack_deadline = None
+        self.timewait_deadline = now + 2 * self.config.msl
+        self._notify()
+
+    def _fail(self, code: int) -> None:
+        self.error = _error(code)
+        self._enter_closed()
+
+    def _enter_closed(self) -> None:
+        self.state = CLOSED
+        self.rtx_deadline = self.persist_deadline = self.delack_deadline = self.timewait_deadline = None
+        self.layer.forget(self)
+        self._notify()
+
+    def _notify(self) -> None:
+        if self.on_event is not None:
+            self.on_event()
+        elif self.listener is not None:
+            self.listener.notify()

@@ -1,0 +1,312 @@
+"""The TCP layer of a host: demultiplexing, listeners, ISNs, RSTs for closed ports, timers.
+
+The IP layer calls :meth:`TcpLayer.receive` with checksum-verified segments and gives an
+``output(src, dst, segment)`` function; :meth:`poll` runs due timers and flushes pending output.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import os
+import random
+from collections import defaultdict, deque
+from collections.abc import Callable
+
+from usernet.tcp.config import TcpConfig
+from usernet.tcp.connection import CLOSED, LISTEN, SYN_RECEIVED, TIME_WAIT, TcpConnection
+from usernet.tcp.seq import unwrap
+from usernet.wire import tcp as tcpwire
+from usernet.wire.errors import ParseError
+from usernet.wire.tcp import ACK, FIN, RST, SYN, TcpSegment
+
+log = logging.getLogger("usernet.tcp")
+
+EPHEMERAL_LOW = 32768
+EPHEMERAL_HIGH = 60999
+
+Key = tuple[int, int, int, int]  # local addr, local port, remote addr, remote port
+
+
+def _oserror(code: int) -> OSError:
+    return OSError(code, os.strerror(code))
+
+
+class TcpListener:
+    """A listening socket's sans-IO half: bounded SYN and accept queues (RFC 9293 3.10.7.2)."""
+
+    def __init__(self, layer: TcpLayer, addr: int, port: int, backlog: int) -> None:
+        self.layer = layer
+        self.local_addr = addr
+        self.local_port = port
+        self.backlog = max(1, backlog)
+        self.accept_queue: deque[TcpConnection] = deque()
+        self.half_open: set[TcpConnection] = set()
+        self.on_event: Callable[[], None] | None = None
+        self.closed = False
+        self.state = LISTEN
+        self.dropped_syns = 0
+
+    @property
+    def readable(self) -> bool:
+        return bool(self.accept_queue) or self.closed
+
+    def accept(self) -> TcpConnection | None:
+        while self.accept_queue:
+            conn = self.accept_queue.popleft()
+            conn.listener = None
+            conn.accepted = True
+            if conn.state != CLOSED or conn.rcv_buf or conn.eof:
+                return conn
+        return None
+
+    def notify(self) -> None:
+        if self.on_event is not None:
+            self.on_event()
+
+    def close(self) -> None:
+        """Stop listening: queued and half-open connections are reset (as Linux does)."""
+        self.closed = True
+        self.layer.listeners.pop((self.local_addr, self.local_port), None)
+        for conn in list(self.accept_queue) + list(self.half_open):
+            conn.listener = None
+            conn.abort()
+        self.accept_queue.clear()
+        self.half_open.clear()
+        self.notify()
+
+
+class TcpLayer:
+    def __init__(self, *, rng: random.Random, output: Callable[[int, int, bytes | bytearray], None],
+                 mtu_for: Callable[[int], int], config: TcpConfig | None = None) -> None:
+        self.rng = rng
+        self.output = output
+        self.mtu_for = mtu_for
+        self.config = config or TcpConfig()
+        self.connections: dict[Key, TcpConnection] = {}
+        self.listeners: dict[tuple[int, int], TcpListener] = {}
+        self.bound: dict[int, int] = {}  # port -> number of sockets bound to it (besides listeners)
+        self.dirty: set[TcpConnection] = set()
+        self.counters: defaultdict[str, int] = defaultdict(int)
+        self.challenge_times: list[float] = []
+        self.now = 0.0
+        self._isn_key = rng.getrandbits(128).to_bytes(16, "big")  # RFC 6528 secret
+
+    # ----------------------------------------------------------------- the IP layer's side
+
+    def receive(self, src: int, dst: int, segment: memoryview, now: float) -> None:
+        self.now = now
+        counters = self.counters
+        try:
+            seg = tcpwire.parse(segment)
+        except ParseError as err:
+            counters[err.reason.partition(".")[2]] += 1
+            return
+        counters["segments_received"] += 1
+        conn = self.connections.get((dst, seg.dport, src, seg.sport))
+        if conn is not None:
+            if conn.state == TIME_WAIT and seg.flags & SYN and not seg.flags & ACK and self._may_reuse(conn, seg):
+                # RFC 6191 style: a new SYN beyond the old incarnation reopens the 4-tuple.
+                conn._enter_closed()
+                counters["time_wait_reused"] += 1
+            else:
+                conn.on_segment(seg, now)
+                self.poll_connection(conn, now)
+                return
+        listener = self.listeners.get((dst, seg.dport)) or self.listeners.get((0, seg.dport))
+        if listener is not None:
+            self._listen_input(listener, src, dst, seg, now)
+            return
+        self._closed_input(src, dst, seg)
+
+    def _may_reuse(self, conn: TcpConnection, seg: TcpSegment) -> bool:
+        if conn.ts_ok and seg.options.ts_val is not None:
+            return ((seg.options.ts_val - conn.ts_recent) & 0xFFFFFFFF) < 0x80000000 and \
+                seg.options.ts_val != conn.ts_recent
+        return unwrap(seg.seq, conn.rcv_nxt) > conn.rcv_nxt
+
+    def _closed_input(self, src: int, dst: int, seg: TcpSegment) -> None:
+        """RFC 9293 3.10.7.1: CLOSED answers everything but a RST with a RST."""
+        self.counters["closed_port"] += 1
+        if seg.flags & RST:
+            return
+        if seg.flags & ACK:
+            self.send_reset(dst, src, seg.dport, seg.sport, seg.ack, 0, RST)
+        else:
+            self.send_reset(dst, src, seg.dport, seg.sport, 0, (seg.seq + seg.seg_len) & 0xFFFFFFFF, RST | ACK)
+
+    def _listen_input(self, listener: TcpListener, src: int, dst: int, seg: TcpSegment, now: float) -> None:
+        """RFC 9293 3.10.7.2."""
+        flags = seg.flags
+        if flags & RST:
+            return
+        if flags & ACK:
+            self.send_reset(dst, src, seg.dport, seg.sport, seg.ack, 0, RST)
+            return
+        if not flags & SYN:
+            return
+        if len(listener.accept_queue) + len(listener.half_open) >= listener.backlog:
+            # Bounded queues: drop the SYN; the peer retries (Linux does the same without cookies).
+            listener.dropped_syns += 1
+            self.counters["listen_overflows"] += 1
+            return
+        local = (dst, seg.dport)
+        remote = (src, seg.sport)
+        conn = TcpConnection(self, local, remote, self._isn(local, remote, now), self.config, now,
+                             self._mss_limit(src))
+        conn.listener = listener  # type: ignore[assignment]
+        listener.half_open.add(conn)
+        self.connections[(dst, seg.dport, src, seg.sport)] = conn
+        self.counters["passive_opens"] += 1
+        conn.start_passive(seg, now)
+
+    def established(self, conn: TcpConnection) -> None:
+        """A passive connection completed its handshake: move it to the accept queue."""
+        listener = conn.listener
+        if listener is None:
+            return
+        listener.half_open.discard(conn)  # type: ignore[attr-defined]
+        listener.accept_queue.append(conn)  # type: ignore[attr-defined]
+        listener.notify()  # type: ignore[attr-defined]
+
+    def send_reset(self, src: int, dst: int, sport: int, dport: int, seq: int, ack: int, flags: int) -> None:
+        self.counters["resets_sent"] += 1
+        self.output(src, dst, tcpwire.build(src, dst, sport, dport, seq, ack, flags, 0))
+
+    def transmit(self, conn: TcpConnection, seq: int, ack: int, flags: int, window: int, options: bytes,
+                 payload: bytes | bytearray | memoryview) -> None:
+        self.counters["segments_sent"] += 1
+        self.output(conn.local_addr, conn.remote_addr,
+                    tcpwire.build(conn.local_addr, conn.remote_addr, conn.local_port, conn.remote_port, seq, ack,
+                                  flags, window, options, payload))
+
+    def icmp_error(self, src: int, dst: int, quoted: memoryview, icmp_type: int, code: int, next_hop_mtu: int,
+                   now: float) -> None:
+        """RFC 1122 4.2.3.9 / RFC 5927: hard errors abort connections still opening; soft ones are
+        remembered; fragmentation needed lowers the MSS (RFC 1191)."""
+        if len(quoted) < 8:
+            return
+        sport = int.from_bytes(quoted[0:2], "big")
+        dport = int.from_bytes(quoted[2:4], "big")
+        conn = self.connections.get((src, sport, dst, dport))
+        if conn is None:
+            return
+        seq = unwrap(int.from_bytes(quoted[4:8], "big"), conn.snd_una)
+        if not conn.snd_una <= seq < max(conn.snd_max, conn.snd_una + 1):
+            self.counters["icmp_out_of_window"] += 1  # RFC 5927 4.1: must concern data in flight
+            return
+        self.counters["icmp_errors"] += 1
+        if icmp_type == 3 and code == 4 and next_hop_mtu >= 68:
+            conn.mss_limit = conn.mss = max(48, min(conn.mss, next_hop_mtu - 40))
+            conn.cc.mss = conn.mss
+            return
+        if icmp_type == 3 and code in (2, 3, 4) or conn.state == "SYN-SENT":
+            code_errno = errno.ECONNREFUSED if code in (2, 3) else errno.EHOSTUNREACH
+            if conn.state in ("SYN-SENT", SYN_RECEIVED):
+                conn._fail(code_errno)
+                self.poll_connection(conn, now)
+
+    # ----------------------------------------------------------------- timers and output
+
+    def mark_dirty(self, conn: TcpConnection) -> None:
+        self.dirty.add(conn)
+
+    def poll_connection(self, conn: TcpConnection, now: float) -> None:
+        if conn in self.dirty:
+            self.dirty.discard(conn)
+            if conn.state != CLOSED:
+                conn.output(now)
+
+    def poll(self, now: float) -> None:
+        self.now = now
+        for conn in list(self.connections.values()):
+            deadline = conn.next_deadline()
+            if deadline is not None and deadline <= now:
+                conn.on_timer(now)
+        while self.dirty:
+            conn = self.dirty.pop()
+            if conn.state != CLOSED:
+                conn.output(now)
+
+    def next_deadline(self) -> float | None:
+        if self.dirty:
+            return self.now
+        best = None
+        for conn in self.connections.values():
+            deadline = conn.next_deadline()
+            if deadline is not None and (best is None or deadline < best):
+                best = deadline
+        return best
+
+    def forget(self, conn: TcpConnection) -> None:
+        key = (conn.local_addr, conn.local_port, conn.remote_addr, conn.remote_port)
+        if self.connections.get(key) is conn:
+            del self.connections[key]
+        self.dirty.discard(conn)
+        listener = conn.listener
+        if listener is not None:
+            listener.half_open.discard(conn)  # type: ignore[attr-defined]
+
+    # ----------------------------------------------------------------- the socket layer's side
+
+    def _mss_limit(self, remote: int) -> int:
+        return self.mtu_for(remote) - 40
+
+    def _isn(self, local: tuple[int, int], remote: tuple[int, int], now: float) -> int:
+        """RFC 6528: ISN = M + F(4-tuple, secret), M a 4-microsecond clock."""
+        digest = hashlib.blake2s(
+            b"%d %d %d %d" % (local[0], local[1], remote[0], remote[1]), key=self._isn_key, digest_size=4).digest()
+        return (int(now * 250_000) + int.from_bytes(digest, "big")) & 0xFFFFFFFF
+
+    def port_in_use(self, addr: int, port: int) -> bool:
+        if port in self.bound:
+            return True
+        if (addr, port) in self.listeners or (0, port) in self.listeners:
+            return True
+        return any(k[1] == port and (addr == 0 or k[0] == addr or k[0] == 0) and c.state != TIME_WAIT
+                   for k, c in self.connections.items())
+
+    def ephemeral_port(self, local_addr: int, remote: tuple[int, int] | None = None) -> int:
+        span = EPHEMERAL_HIGH - EPHEMERAL_LOW + 1
+        start = self.rng.randrange(span)
+        for i in range(span):
+            port = EPHEMERAL_LOW + (start + i) % span
+            if port in self.bound or (0, port) in self.listeners or (local_addr, port) in self.listeners:
+                continue
+            if remote is not None:
+                if (local_addr, port, remote[0], remote[1]) not in self.connections:
+                    return port
+            elif not self.port_in_use(local_addr, port):
+                return port
+        raise _oserror(errno.EADDRNOTAVAIL)
+
+    def listen(self, addr: int, port: int, backlog: int) -> TcpListener:
+        if (addr, port) in self.listeners or (0, port) in self.listeners or (addr == 0 and any(
+                p == port for _, p in self.listeners)):
+            raise _oserror(errno.EADDRINUSE)
+        listener = TcpListener(self, addr, port, backlog)
+        self.listeners[(addr, port)] = listener
+        return listener
+
+    def connect(self, local_addr: int, local_port: int, remote_addr: int, remote_port: int, now: float
+                ) -> TcpConnection:
+        if local_port == 0:
+            local_port = self.ephemeral_port(local_addr, (remote_addr, remote_port))
+        key = (local_addr, local_port, remote_addr, remote_port)
+        existing = self.connections.get(key)
+        if existing is not None:
+            if existing.state != TIME_WAIT:
+                raise _oserror(errno.EADDRINUSE)
+            existing._enter_closed()
+        self.now = now
+        conn = TcpConnection(self, (local_addr, local_port), (remote_addr, remote_port),
+                             self._isn((local_addr, local_port), (remote_addr, remote_port), now), self.config, now,
+                             self._mss_limit(remote_addr))
+        self.connections[key] = conn
+        self.counters["active_opens"] += 1
+        conn.start_active(now)
+        return conn
+
+
+__all__ = ["TcpLayer", "TcpListener", "TcpConnection", "ACK", "FIN", "RST", "SYN"]
