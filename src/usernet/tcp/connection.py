@@ -221,7 +221,7 @@ class TcpConnection:
     def abort(self) -> None:
         """Send RST and forget the connection (RFC 9293 3.10.5)."""
         if self.state in (SYN_RECEIVED, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT):
-            self._emit(self.snd_nxt, RST | ACK, b"")
+            self._emit(self.snd_max, RST | ACK, b"")
         self.send_buf.clear()
         self.user_closed = True
         self._enter_closed()
@@ -708,7 +708,10 @@ class TcpConnection:
             self.unacked_segments = 0
 
     def _send_ack(self, now: float) -> None:
-        self._emit(self.snd_nxt, ACK, b"", now)
+        # A pure ACK carries the next *new* sequence number, not snd_nxt: after an RTO snd_nxt
+        # is rewound for go-back-N, and a seq below the peer's RCV.NXT would make the peer
+        # reject the segment (and its ACK field) as unacceptable, an ACK war (as in 4.4BSD).
+        self._emit(self.snd_max, ACK, b"", now)
 
     def _send_range(self, start: int, end: int, now: float, retransmission: bool = False) -> None:
         """Send [start, end) of the sequence space (data, plus FIN if it falls inside)."""
@@ -832,7 +835,7 @@ class TcpConnection:
             self.keepalive_probes += 1
             self.layer.counters["keepalive_probes"] += 1
             # RFC 1122 4.2.3.6: a probe is a segment with SEG.SEQ = SND.NXT - 1.
-            self._emit(self.snd_nxt - 1, ACK, b"", now)
+            self._emit(self.snd_max - 1, ACK, b"", now)
         if self.delack_deadline is not None and now >= self.delack_deadline:
             self.ack_now = True
         self.output(now)
