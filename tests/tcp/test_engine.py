@@ -1,0 +1,407 @@
+"""The TCP engine segment by segment, with exact segments and times (RFC 9293, 6298, 5961, 7323).
+
+Tests named test_seqs_* reproduce bugs users reported against seqs/lneto; each fails on the
+buggy behaviour.
+"""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+
+from tests.tcp.harness import Harness
+from usernet.wire import tcp as tcpwire
+from usernet.wire.tcp import ACK, FIN, PSH, RST, SYN
+
+MSS_ONLY = tcpwire.build_options(mss=1460)
+
+
+# ----------------------------------------------------------------- opening
+
+def test_passive_open_offers_only_what_the_peer_offered() -> None:
+    h = Harness()
+    h.layer.listen(0, 8080, 8)
+    h.inject(SYN, 0, options=MSS_ONLY)
+    synack = h.one()
+    opts = synack.options
+    assert synack.flags == SYN | ACK and opts.mss == 1460
+    assert opts.wscale is None and opts.ts_val is None and not opts.sack_permitted
+
+
+def test_passive_open_negotiates_everything_when_offered() -> None:
+    h = Harness(rcvbuf=1 << 20)
+    h.layer.listen(0, 8080, 8)
+    h.inject(SYN, 0, options=tcpwire.build_options(mss=1400, wscale=7, sack_permitted=True, ts=(100, 0)))
+    synack = h.one()
+    opts = synack.options
+    assert opts.mss == 1460 and opts.wscale == 5 and opts.sack_permitted and opts.ts_ecr == 100
+    assert synack.window == 65535  # a SYN's window is never scaled (RFC 7323 2.2)
+
+
+def test_active_open_sends_syn_with_options_and_completes() -> None:
+    h = Harness()
+    conn = h.active_open(options=tcpwire.build_options(mss=1200, wscale=2, sack_permitted=True, ts=(5, 0)))
+    assert conn.mss == 1200 - 12 and conn.snd_wscale == 2 and conn.sack_ok and conn.ts_ok
+
+
+def test_syn_retransmission_backs_off_then_times_out() -> None:
+    h = Harness(syn_retries=3)
+    conn = h.layer.connect(0xC0A80001, 8080, 0xC0000201, 40000, 0.0)
+    h.layer.poll(0.0)
+    assert h.one().flags == SYN
+    times = []
+    for t in [0.5, 0.999, 1.0, 2.9, 3.0, 6.9, 7.0, 14.9]:
+        h.at(t)
+        times += [t for s in h.take() if s.flags & SYN]
+    # RFC 6298 5.5: 1 s, then doubled each time: retransmissions at t=1, 3 and 7.
+    assert times == [1.0, 3.0, 7.0] and conn.state == "SYN-SENT"
+    h.at(15.0)  # the fourth expiry exceeds syn_retries=3
+    assert h.take() == []
+    assert conn.state == "CLOSED" and isinstance(conn.error, TimeoutError)
+
+
+def test_rst_for_closed_port() -> None:
+    h = Harness()
+    h.inject(SYN, 0, options=MSS_ONLY)
+    rst = h.one()
+    assert rst.flags == RST | ACK and h.rel_ack(rst) == 1 and rst.seq == 0
+    h.our_isn = 0
+    h.inject(ACK, 5, 12345)
+    rst = h.one()
+    assert rst.flags == RST and rst.seq == 12345
+    h.inject(RST, 5)
+    assert h.take() == []  # never a RST for a RST
+
+
+def test_ack_in_listen_gets_rst() -> None:
+    h = Harness()
+    h.layer.listen(0, 8080, 8)
+    h.our_isn = 0
+    h.inject(ACK, 1, 777)
+    rst = h.one()
+    assert rst.flags == RST and rst.seq == 777
+
+
+def test_refused_connect() -> None:
+    h = Harness()
+    conn = h.layer.connect(0xC0A80001, 8080, 0xC0000201, 40000, 0.0)
+    h.layer.poll(0.0)
+    h.our_isn = h.one().seq
+    h.inject(RST | ACK, 0, 1)
+    assert conn.state == "CLOSED" and conn.error is not None and conn.error.errno == errno.ECONNREFUSED
+
+
+def test_simultaneous_open() -> None:
+    h = Harness()
+    conn = h.layer.connect(0xC0A80001, 8080, 0xC0000201, 40000, 0.0)
+    h.layer.poll(0.0)
+    h.our_isn = h.one().seq
+    h.inject(SYN, 0, options=MSS_ONLY)
+    synack = h.one()
+    assert synack.flags == SYN | ACK and h.rel_seq(synack) == 0 and conn.state == "SYN-RECEIVED"
+    h.inject(SYN | ACK, 0, 1, options=MSS_ONLY)
+    h.inject(ACK, 1, 1)
+    assert conn.state == "ESTABLISHED"
+
+
+def test_seqs_dropped_segment_in_syn_received_is_recovered() -> None:
+    """seqs: one dropped segment in SYN-RECEIVED silenced the server forever."""
+    h = Harness()
+    listener = h.layer.listen(0, 8080, 8)
+    h.inject(SYN, 0, options=MSS_ONLY)
+    h.our_isn = h.one().seq  # this SYN-ACK is "lost"
+    h.at(0.9)
+    assert h.take() == []
+    h.at(1.0)
+    again = h.one()  # RFC 6298: retransmitted after the initial RTO
+    assert again.flags == SYN | ACK and again.seq == h.our_isn
+    h.inject(SYN, 0, options=MSS_ONLY)  # the peer's own SYN retransmission is answered too
+    assert h.one().flags == SYN | ACK
+    h.inject(ACK, 1, 1)
+    assert listener.accept() is not None
+
+
+def test_half_open_reset_frees_the_backlog_slot() -> None:
+    """seqs leaked the slot of a half-open connection that was reset."""
+    h = Harness()
+    listener = h.layer.listen(0, 8080, 1)
+    h.inject(SYN, 0, options=MSS_ONLY)
+    h.our_isn = h.one().seq
+    h.remote_port = 40001
+    h.inject(SYN, 0, options=MSS_ONLY)
+    assert h.take() == [] and h.layer.counters["listen_overflows"] == 1  # full: dropped
+    h.remote_port = 40000
+    h.inject(RST, 1)
+    assert not listener.half_open
+    h.remote_port = 40001
+    h.inject(SYN, 0, options=MSS_ONLY)
+    assert h.one().flags == SYN | ACK
+
+
+# ----------------------------------------------------------------- data
+
+def test_data_is_acked_with_delayed_ack_and_every_second_segment() -> None:
+    h = Harness()
+    _, conn = h.passive_open()
+    h.inject(ACK | PSH, 1, 1, payload=b"a" * 100)
+    assert h.take() == []
+    h.at(0.039)
+    assert h.take() == []
+    h.at(0.040)
+    ack = h.one()
+    assert ack.flags == ACK and h.rel_ack(ack) == 101  # RFC 9293 3.8.6.3: delayed, under 500 ms
+    h.inject(ACK, 101, 1, payload=b"b" * 1460)
+    assert h.take() == []
+    h.inject(ACK, 1561, 1, payload=b"c" * 1460)
+    assert h.rel_ack(h.one()) == 3021  # every second full-sized segment at once
+    assert conn.recv(10_000) == b"a" * 100 + b"b" * 1460 + b"c" * 1460
+
+
+def test_seqs_out_of_order_segments_are_kept_and_sacked() -> None:
+    """seqs dropped out-of-order segments."""
+    h = Harness()
+    _, conn = h.passive_open(options=tcpwire.build_options(mss=1460, sack_permitted=True))
+    h.inject(ACK, 101, 1, payload=b"y" * 100)  # hole at 1..101
+    dup = h.one()
+    assert h.rel_ack(dup) == 1  # immediate duplicate ACK (RFC 5681 4.2)
+    blocks = [((left - 1_000_000) & 0xFFFFFFFF, (right - 1_000_000) & 0xFFFFFFFF)
+              for left, right in dup.options.sack_blocks or []]
+    assert blocks == [(101, 201)]
+    h.inject(ACK, 1, 1, payload=b"x" * 100)  # fills the hole
+    assert h.rel_ack(h.one()) == 201  # at once (hole filled)
+    assert conn.recv(1000) == b"x" * 100 + b"y" * 100
+
+
+def test_seqs_out_of_window_segments_are_acked() -> None:
+    h = Harness()
+    _, conn = h.passive_open()
+    h.inject(ACK, 5_000_000, 1, payload=b"far away")
+    ack = h.one()
+    assert ack.flags == ACK and h.rel_ack(ack) == 1
+    assert conn.recv(100) is None
+
+
+def test_seqs_retransmitted_syn_on_established_gets_challenge_ack() -> None:
+    h = Harness()
+    _, conn = h.passive_open()
+    before = (conn.snd_una, conn.snd_nxt, conn.rcv_nxt)
+    h.inject(SYN, 0, options=MSS_ONLY)
+    ack = h.one()
+    assert ack.flags == ACK and h.rel_ack(ack) == 1  # RFC 5961 4.2
+    assert conn.state == "ESTABLISHED" and (conn.snd_una, conn.snd_nxt, conn.rcv_nxt) == before
+
+
+def test_rst_in_window_but_not_exact_is_challenged() -> None:
+    h = Harness()
+    _, conn = h.passive_open()
+    h.inject(RST, 50)
+    assert h.one().flags == ACK and conn.state == "ESTABLISHED"  # RFC 5961 3.2
+    h.inject(RST, 1)
+    assert conn.state == "CLOSED" and conn.error is not None and conn.error.errno == errno.ECONNRESET
+
+
+def test_seqs_data_is_retransmitted_with_backoff() -> None:
+    """seqs never retransmitted data."""
+    h = Harness(rto_min=1.0)
+    _, conn = h.passive_open()
+    conn.send(b"hello")
+    h.at(0.0)
+    first = h.one()
+    assert first.payload.tobytes() == b"hello"
+    sent_at = []
+    for t in [0.5, 1.0, 1.5, 3.0, 6.9, 7.0]:
+        h.at(t)
+        sent_at += [t for s in h.take() if s.payload.tobytes() == b"hello"]
+    assert sent_at == [1.0, 3.0, 7.0]  # RTO 1 s, then 2 s, then 4 s (RFC 6298 5.5)
+    h.inject(ACK, 1, 6)
+    assert conn.snd_una - conn.iss == 6 and conn.rtx_deadline is None
+
+
+def test_rcvbuf_over_64k_is_advertised_with_window_scaling() -> None:
+    h = Harness(rcvbuf=1 << 20)
+    _, conn = h.passive_open(options=tcpwire.build_options(mss=1460, wscale=7))
+    h.inject(ACK | PSH, 1, 1, payload=b"z" * 10)
+    h.at(0.1)
+    ack = h.one()
+    assert conn.rcv_wscale == 5
+    assert abs((ack.window << 5) - ((1 << 20) - 10)) < 64
+
+
+def test_seqs_send_space_never_shrinks_while_writes_continue() -> None:
+    h = Harness(sndbuf=100_000)
+    _, conn = h.passive_open()
+    spaces = []
+    for _ in range(5):
+        spaces.append(conn.send_space)
+        conn.send(b"q" * 10_000)
+        h.at(h.now)
+        h.take()
+    assert spaces == [100_000, 90_000, 80_000, 70_000, 60_000]
+
+
+def test_seqs_close_never_drops_queued_writes() -> None:
+    h = Harness()
+    _, conn = h.passive_open(window=65535)
+    payload = bytes(range(256)) * 40  # 10,240 bytes: 8 segments, inside the initial window
+    conn.send(payload)
+    conn.close()
+    h.at(0.0)
+    segments = h.take()
+    data = b"".join(s.payload.tobytes() for s in segments)
+    assert data == payload and segments[-1].flags & FIN
+    assert conn.state == "FIN-WAIT-1"
+
+
+def test_nagle_holds_small_segment_until_ack_unless_nodelay() -> None:
+    h = Harness()
+    _, conn = h.passive_open()
+    conn.send(b"a")
+    h.at(0.0)
+    assert h.one().payload.tobytes() == b"a"
+    conn.send(b"b")
+    h.at(0.0)
+    assert h.take() == []  # RFC 896: held while "a" is unacknowledged
+    h.inject(ACK, 1, 2)
+    assert h.one().payload.tobytes() == b"b"
+    conn.nodelay = True
+    conn.send(b"c")
+    h.at(0.0)
+    assert h.one().payload.tobytes() == b"c"
+
+
+def test_zero_window_probe() -> None:
+    h = Harness(rto_min=1.0)
+    _, conn = h.passive_open(window=0)
+    conn.send(b"blocked")
+    h.at(0.0)
+    assert h.take() == []
+    h.at(1.0)
+    probe = h.one()
+    assert len(probe.payload) == 1 and h.rel_seq(probe) == 1  # RFC 9293 3.8.6.1
+    h.inject(ACK, 1, 1, window=0)
+    h.at(2.9)
+    assert h.take() == []
+    h.at(3.0)
+    assert len(h.one().payload) == 1  # backed off
+    h.inject(ACK, 1, 3, window=1000)  # both probe bytes were taken; the window opens
+    assert h.one().payload.tobytes() == b"ocked"
+
+
+def test_fast_retransmit_on_three_duplicate_acks() -> None:
+    h = Harness()
+    _, conn = h.passive_open()
+    conn.send(b"d" * 1460 * 5)
+    h.at(0.0)
+    assert len(h.take()) == 5
+    for _ in range(3):
+        h.inject(ACK, 1, 1)
+    resent = h.take()
+    assert len(resent) >= 1 and h.rel_seq(resent[0]) == 1 and len(resent[0].payload) == 1460
+    assert h.layer.counters["fast_retransmits"] == 1
+
+
+def test_keepalive_probes_and_timeout() -> None:
+    h = Harness()
+    _, conn = h.passive_open()
+    conn.keepalive = True
+    conn.keepalive_idle, conn.keepalive_interval, conn.keepalive_count = 10.0, 2.0, 3
+    h.at(9.9)
+    assert h.take() == []
+    h.at(10.0)
+    probe = h.one()
+    assert h.rel_seq(probe) == 0 and not probe.payload  # SND.NXT - 1 (RFC 1122 4.2.3.6)
+    h.at(12.0)
+    h.at(14.0)
+    assert len(h.take()) == 2
+    h.at(16.0)
+    assert conn.state == "CLOSED" and isinstance(conn.error, TimeoutError)
+
+
+# ----------------------------------------------------------------- closing
+
+def test_seqs_fin_wait_1_does_not_leave_on_ack_of_older_data() -> None:
+    h = Harness()
+    _, conn = h.passive_open()
+    conn.send(b"x" * 100)
+    conn.close()
+    h.at(0.0)
+    segment = h.one()
+    assert segment.flags & FIN and conn.state == "FIN-WAIT-1"
+    h.inject(ACK, 1, 50)  # acknowledges older data only
+    assert conn.state == "FIN-WAIT-1"
+    h.inject(ACK, 1, 101)  # the data, not the FIN
+    assert conn.state == "FIN-WAIT-1"
+    h.inject(ACK, 1, 102)  # the FIN
+    assert conn.state == "FIN-WAIT-2"
+
+
+def test_seqs_fin_in_fin_wait_1_then_ack_goes_through_closing() -> None:
+    """seqs panicked in CLOSING."""
+    h = Harness(msl=1.0)
+    _, conn = h.passive_open()
+    conn.close()
+    h.at(0.0)
+    assert h.one().flags & FIN
+    h.inject(FIN | ACK, 1, 1)  # their FIN crosses ours: simultaneous close
+    assert conn.state == "CLOSING"
+    assert h.rel_ack(h.one()) == 2
+    h.inject(ACK, 2, 2)
+    assert conn.state == "TIME-WAIT"
+    h.at(1.9)
+    assert conn.state == "TIME-WAIT"
+    h.at(2.0)
+    assert conn.state == "CLOSED" and not h.layer.connections
+
+
+def test_passive_close_and_last_ack() -> None:
+    h = Harness()
+    _, conn = h.passive_open()
+    h.inject(FIN | ACK, 1, 1)
+    assert conn.state == "CLOSE-WAIT" and conn.recv(10) == b""
+    h.at(0.04)
+    h.take()
+    conn.close()
+    h.at(0.04)
+    fin = h.one()
+    assert fin.flags & FIN and conn.state == "LAST-ACK"
+    h.inject(ACK, 2, 2)
+    assert conn.state == "CLOSED"
+
+
+def test_time_wait_acks_retransmitted_fin() -> None:
+    h = Harness(msl=5.0)
+    _, conn = h.passive_open()
+    conn.close()
+    h.at(0.0)
+    h.take()
+    h.inject(ACK, 1, 2)
+    h.inject(FIN | ACK, 1, 2)
+    assert conn.state == "TIME-WAIT"
+    h.take()
+    h.at(1.0)
+    h.inject(FIN | ACK, 1, 2)  # our ACK was lost
+    assert h.rel_ack(h.one()) == 2
+
+
+def test_abortive_close_sends_rst() -> None:
+    h = Harness()
+    _, conn = h.passive_open()
+    conn.linger = (True, 0)
+    conn.close()
+    rst = h.one()
+    assert rst.flags & RST and conn.state == "CLOSED"
+
+
+@pytest.mark.parametrize("state_setup", ["established", "close_wait"])
+def test_shutdown_write_half_closes_and_data_keeps_arriving(state_setup: str) -> None:
+    h = Harness()
+    _, conn = h.passive_open()
+    if state_setup == "close_wait":
+        h.inject(FIN | ACK, 1, 1)
+    conn.shutdown_write()
+    h.at(0.0)
+    assert any(s.flags & FIN for s in h.take())
+    if state_setup == "established":
+        h.inject(ACK | PSH, 1, 2, payload=b"still coming")
+        assert conn.recv(100) == b"still coming"
