@@ -180,6 +180,92 @@ def cmd_ping(args: argparse.Namespace) -> int:
     return 0 if got else 1
 
 
+# ----------------------------------------------------------------- nc
+
+def _pump_stdin(sock: Any, udp: bool, peer: tuple[str, int] | None) -> None:
+    """stdin -> peer; on EOF half-close (TCP) so the peer sees the end of our stream."""
+    stdin = sys.stdin.buffer
+    try:
+        while True:
+            chunk = stdin.read1(65536) if hasattr(stdin, "read1") else stdin.read(65536)
+            if not chunk:
+                break
+            if udp:
+                if peer is None:
+                    continue  # listening UDP: nobody to send to yet
+                sock.sendto(chunk, peer)
+            else:
+                sock.sendall(chunk)
+        if not udp:
+            sock.shutdown(1)
+    except OSError:
+        pass
+
+
+def cmd_nc(args: argparse.Namespace) -> int:
+    import errno as errno_mod
+
+    host = _make_host(args)
+    out = sys.stdout.buffer
+    kind = 2 if args.udp else 1
+    with host:
+        if args.listen:
+            port = int(args.port_or_host)
+            if not 0 < port < 65536:
+                raise UsageError(f"bad port {args.port_or_host}")
+            server = host.socket(type=kind)
+            server.setsockopt(1, 2, 1)
+            server.bind(("", port))
+            if args.udp:
+                sock = server
+                data, peer = sock.recvfrom(65535)
+                out.write(data)
+                out.flush()
+                sock.connect(peer)
+            else:
+                server.listen(1)
+                sock, peer = server.accept()
+                server.close()
+        else:
+            if args.port is None:
+                raise UsageError("nc HOST PORT (or nc -l PORT)")
+            peer = (args.port_or_host, int(args.port))
+            sock = host.socket(type=kind)
+            sock.settimeout(args.timeout)
+            try:
+                sock.connect(peer)
+            except ConnectionRefusedError:
+                print(f"usernet nc: connect to {peer[0]}:{peer[1]}: Connection refused", file=sys.stderr)
+                return 1
+            except TimeoutError:
+                print(f"usernet nc: connect to {peer[0]}:{peer[1]}: timed out", file=sys.stderr)
+                return 1
+            sock.settimeout(None)
+        threading.Thread(target=_pump_stdin, args=(sock, args.udp, peer), daemon=True).start()
+        try:
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    if args.udp:
+                        continue
+                    break
+                out.write(data)
+                out.flush()
+        except OSError as err:
+            if err.errno not in (errno_mod.ECONNRESET, errno_mod.EBADF):
+                print(f"usernet nc: {err}", file=sys.stderr)
+                return 1
+        finally:
+            # Give our FIN (if stdin ended) time to be acknowledged before the host stops.
+            deadline = time.monotonic() + 2
+            conn = getattr(sock, "_conn", None)
+            while conn is not None and conn.state not in ("CLOSED", "TIME-WAIT", "FIN-WAIT-2") \
+                    and conn.fin_queued and time.monotonic() < deadline:
+                time.sleep(0.01)
+            sock.close()
+    return 0
+
+
 # ----------------------------------------------------------------- demo
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -213,6 +299,15 @@ def build_parser() -> argparse.ArgumentParser:
                       help="seconds to wait for the last reply")
     ping.add_argument("destination", metavar="HOST")
     ping.set_defaults(func=cmd_ping)
+
+    nc = sub.add_parser("nc", help="stdin to a TCP/UDP peer, the peer to stdout")
+    _add_link_options(nc)
+    nc.add_argument("-l", dest="listen", action="store_true", help="accept one connection on PORT")
+    nc.add_argument("-u", dest="udp", action="store_true", help="UDP instead of TCP")
+    nc.add_argument("-w", dest="timeout", type=float, default=10.0, metavar="S", help="connect timeout")
+    nc.add_argument("port_or_host", metavar="HOST|PORT")
+    nc.add_argument("port", nargs="?", metavar="PORT")
+    nc.set_defaults(func=cmd_nc)
 
     demo = sub.add_parser("demo", help="hosts on an in-memory network talk to each other (no root needed)")
     demo.add_argument("-q", "--quiet", action="store_true", help="no per-frame trace")

@@ -51,13 +51,26 @@ def _udp_loop(sock: Socket, kind: str, stopped: threading.Event) -> None:
             log.debug("UDP %s reply to %s failed: %s", kind, peer, err)
 
 
+def _send_all(conn: Any, data: bytes, stopped: threading.Event) -> bool:
+    """sendall that keeps waiting through the socket's short timeout (used to notice *stopped*):
+    a slow or lossy peer must not make the service drop the connection. False if stopped."""
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[conn.send(view):]
+        except TimeoutError:
+            if stopped.is_set():
+                return False
+    return True
+
+
 def _tcp_conn(conn: Any, kind: str, stopped: threading.Event) -> None:
     with conn:
-        conn.settimeout(1.0)
+        conn.settimeout(0.5)
         try:
             if kind == "chargen":
-                while not stopped.is_set():
-                    conn.sendall(CHARGEN_BLOCK)
+                while not stopped.is_set() and _send_all(conn, CHARGEN_BLOCK, stopped):
+                    pass
                 return
             while not stopped.is_set():
                 try:
@@ -68,8 +81,8 @@ def _tcp_conn(conn: Any, kind: str, stopped: threading.Event) -> None:
                     if kind == "echo":
                         conn.shutdown(1)  # echo the half-close too
                     return
-                if kind == "echo":
-                    conn.sendall(data)
+                if kind == "echo" and not _send_all(conn, data, stopped):
+                    return
         except OSError as err:
             log.debug("TCP %s connection ended: %s", kind, err)
 
