@@ -14,6 +14,7 @@ import logging
 import os
 import random
 import select
+import socket as _socket
 import threading
 import time
 import weakref
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("usernet.host")
 
 _MAX_BATCH = 256
+_DEFAULT = object()  # create_connection's "use the default timeout"
 
 
 class Host:
@@ -235,6 +237,68 @@ class Host:
         sock = Socket(self, family, type, proto)
         self._sockets.add(sock)
         return sock
+
+    def create_connection(self, address: tuple[str, int], timeout: float | None | object = _DEFAULT,
+                          source_address: tuple[str, int] | None = None) -> Socket:
+        """Like ``socket.create_connection``: a connected TCP socket (names resolve numerically)."""
+        host, port = address
+        sock = self.socket()
+        try:
+            if timeout is not _DEFAULT:
+                sock.settimeout(timeout)  # type: ignore[arg-type]
+            if source_address is not None:
+                sock.bind(source_address)
+            sock.connect((self._resolve(host), port))
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def create_server(self, address: tuple[str, int], *, backlog: int | None = None,
+                      reuse_port: bool = False) -> Socket:
+        """Like ``socket.create_server``: a listening TCP socket with SO_REUSEADDR."""
+        sock = self.socket()
+        try:
+            sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+            sock.listen(128 if backlog is None else backlog)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def getaddrinfo(self, host: str | None, port: int | str | None, family: int = 0, type: int = 0,
+                    proto: int = 0, flags: int = 0) -> list[tuple[Any, Any, int, str, tuple[str, int]]]:
+        """Like ``socket.getaddrinfo`` for IPv4: numeric addresses and "localhost" (names need a DNS client)."""
+        if family not in (0, _socket.AF_INET):
+            raise _socket.gaierror(_socket.EAI_FAMILY, "ai_family not supported")
+        address = self._resolve(host or "0.0.0.0")
+        number = int(port) if port not in (None, "") else 0
+        kinds = [type] if type else [_socket.SOCK_STREAM, _socket.SOCK_DGRAM]
+        return [(_socket.AF_INET, _socket.SocketKind(kind),
+                 proto or (_socket.IPPROTO_TCP if kind == _socket.SOCK_STREAM else _socket.IPPROTO_UDP), "",
+                 (address, number)) for kind in kinds]
+
+    def _resolve(self, name: str) -> str:
+        if name == "localhost":
+            return self.address  # this host's own address: usernet has no loopback interface
+        try:
+            return ipv4.ntoa(ipv4.addr(name))
+        except ValueError:
+            raise _socket.gaierror(_socket.EAI_NONAME, "Name or service not known") from None
+
+    async def open_connection(self, host: str, port: int, **kwargs: Any) -> Any:
+        """asyncio: ``(StreamReader, StreamWriter)`` over a usernet TCP connection."""
+        from usernet.api.aio import open_connection
+
+        return await open_connection(self, self._resolve(host), port, **kwargs)
+
+    async def start_server(self, client_connected_cb: Callable[..., Any], host: str | None = None, port: int = 0,
+                           **kwargs: Any) -> Any:
+        """asyncio: serve *client_connected_cb(reader, writer)* for each usernet TCP connection."""
+        from usernet.api.aio import start_server
+
+        return await start_server(self, client_connected_cb, host, port, **kwargs)
 
     def ping(self, dst: str, count: int = 1, interval: float = 1.0, size: int = 56, timeout: float = 1.0,
              on_reply: Callable[[dict[str, Any]], None] | None = None) -> list[float | None]:

@@ -70,7 +70,8 @@ class Socket:
         self.type = _socket.SocketKind(kind)
         self.proto = proto
         self._timeout: float | None = _socket.getdefaulttimeout()
-        self._closed = False
+        self._closed = False      # close() was called
+        self._released = False    # ...and no makefile() object keeps it alive: really gone
         self._io_refs = 0
         self._readiness: ReadinessFd | None = None
         self._broadcast = False
@@ -89,7 +90,7 @@ class Socket:
     # ================================================================= common
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
+        state = "closed" if self._released else "open"
         return f"<usernet.Socket [{state}] family={self.family.name} type={self.type.name}>"
 
     def __enter__(self) -> Socket:
@@ -106,7 +107,7 @@ class Socket:
                 pass
 
     def _check_open(self) -> None:
-        if self._closed:
+        if self._released:
             raise _err(errno.EBADF)
 
     def settimeout(self, value: float | None) -> None:
@@ -150,12 +151,12 @@ class Socket:
         return self._listener is None
 
     def _update_readiness(self) -> None:
-        if self._readiness is not None and not self._closed:
+        if self._readiness is not None and not self._released:
             self._readiness.update(self._readable_now(), self._writable_now())
 
     def fileno(self) -> int:
         """A real descriptor that polls readable/writable exactly when this socket is."""
-        if self._closed:
+        if self._released:
             return -1
         with self._host._lock:
             if self._readiness is None:
@@ -173,7 +174,7 @@ class Socket:
         end = None if timeout is None else time.monotonic() + timeout
         cond = host._cond
         while not ready():
-            if self._closed:
+            if self._released:
                 raise _err(errno.EBADF)
             if host._closed or host._stopping:
                 raise _err(errno.ENETDOWN)
@@ -194,6 +195,7 @@ class Socket:
         self._real_close()
 
     def _real_close(self) -> None:
+        self._released = True
         host = self._host
         with host._lock:
             if self._udp is not None:
@@ -579,7 +581,7 @@ class Socket:
             return self._udp_send(memoryview(data), endpoint.remote_addr, endpoint.remote_port)
         conn = self._conn
         if conn is None:
-            raise _err(errno.ENOTCONN)
+            raise _err(errno.EPIPE, BrokenPipeError)  # what Linux answers for a never-connected socket
         view = memoryview(data).cast("B")
         host = self._host
         with host._cond:
@@ -624,9 +626,7 @@ class Socket:
         if address is None:
             address = flags_or_address
         if self.type == SOCK_STREAM:
-            if self._conn is None:
-                raise _err(errno.ENOTCONN)
-            raise _err(errno.EISCONN)
+            return self.send(data)  # Linux ignores the address on a stream socket
         addr, port = _parse_address(address, allow_any=False)
         self._ensure_udp()
         return self._udp_send(memoryview(data), addr, port)
