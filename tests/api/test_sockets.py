@@ -19,6 +19,7 @@ from collections.abc import Iterator
 import pytest
 
 import usernet
+import usernet.wire.ipv4
 from usernet.links import Switch
 
 A, B = "10.3.0.1", "10.3.0.2"
@@ -317,3 +318,40 @@ def test_asyncio_streams(hosts) -> None:
         await server.wait_closed()
 
     asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_connect_timeout_to_a_silent_host() -> None:
+    switch = Switch()
+    silent = switch.port()  # plugged in, never answers: SYNs vanish
+    with usernet.Host(switch.port(), addr=f"{A}/24") as a:
+        # Teach ARP a MAC for the silent address so the SYN really leaves.
+        with a._lock:
+            a.stack.neighbours.update(usernet.wire.ipv4.addr(B), bytes.fromhex("02aabbccddee"), time.monotonic(),
+                                      create=True)
+        sock = a.socket()
+        sock.settimeout(0.3)
+        start = time.monotonic()
+        with pytest.raises(TimeoutError):
+            sock.connect((B, 80))
+        assert 0.28 < time.monotonic() - start < 1.5
+        sock.close()
+    silent.close()
+
+
+def test_udp_sockets_exchange_and_refuse(hosts) -> None:
+    a, b = hosts
+    with b.socket(type=usernet.SOCK_DGRAM) as server, a.socket(type=usernet.SOCK_DGRAM) as client:
+        server.bind(("", 5353))
+        client.settimeout(2)
+        server.settimeout(2)
+        client.sendto(b"question", (B, 5353))
+        data, peer = server.recvfrom(100)
+        assert data == b"question" and peer[0] == A
+        server.sendto(b"answer", peer)
+        buf = bytearray(100)
+        n, src = client.recvfrom_into(buf)
+        assert bytes(buf[:n]) == b"answer" and src == (B, 5353)
+        client.connect((B, 5354))
+        client.send(b"nobody")
+        with pytest.raises(ConnectionRefusedError):
+            client.recv(10)
