@@ -124,7 +124,7 @@ def test_seqs_dropped_segment_in_syn_received_is_recovered() -> None:
 
 def test_half_open_reset_frees_the_backlog_slot() -> None:
     """seqs leaked the slot of a half-open connection that was reset."""
-    h = Harness()
+    h = Harness(syn_cookies=False)
     listener = h.layer.listen(0, 8080, 1)
     h.inject(SYN, 0, options=MSS_ONLY)
     h.our_isn = h.one().seq
@@ -405,3 +405,50 @@ def test_shutdown_write_half_closes_and_data_keeps_arriving(state_setup: str) ->
     if state_setup == "established":
         h.inject(ACK | PSH, 1, 2, payload=b"still coming")
         assert conn.recv(100) == b"still coming"
+
+
+# ----------------------------------------------------------------- SYN cookies (RFC 4987)
+
+def _fill_syn_queue(h: Harness, count: int) -> None:
+    for i in range(count):
+        h.remote_port = 41000 + i
+        h.inject(SYN, 0, options=MSS_ONLY)
+        assert h.one().flags == SYN | ACK
+    h.remote_port = 40000
+
+
+def test_syn_cookie_when_the_syn_queue_is_full_carries_mss_wscale_and_sack() -> None:
+    h = Harness(syn_backlog=2, rcvbuf=1 << 20)
+    listener = h.layer.listen(0, 8080, 16)
+    _fill_syn_queue(h, 2)
+    h.now = 10.0
+    h.inject(SYN, 0, options=tcpwire.build_options(mss=1400, wscale=6, sack_permitted=True, ts=(5000, 0)))
+    cookie = next(s for s in h.take() if s.dport == 40000)  # (half-open SYN-ACKs are retransmitted too)
+    assert cookie.flags == SYN | ACK and h.layer.counters["syncookies_sent"] == 1
+    assert len(listener.half_open) == 2  # no state was kept for it
+    h.our_isn = cookie.seq
+    h.inject(ACK, 1, 1, options=tcpwire.build_options(ts=(5001, cookie.options.ts_val)), payload=b"early data")
+    conn = listener.accept()
+    assert conn is not None and conn.state == "ESTABLISHED"
+    assert conn.mss == 1400 - 12 and conn.snd_wscale == 6 and conn.rcv_wscale == 5 and conn.sack_ok and conn.ts_ok
+    assert conn.recv(100) == b"early data"
+    conn.send(b"reply")
+    h.at(h.now)
+    reply = [s for s in h.take() if s.payload]
+    assert reply[0].payload.tobytes() == b"reply" and h.rel_seq(reply[0]) == 1
+    assert ((reply[0].options.ts_val - cookie.options.ts_val) & 0xFFFFFFFF) < 0x80000000  # never goes back (PAWS)
+
+
+def test_forged_or_stale_cookie_ack_gets_rst() -> None:
+    h = Harness(syn_backlog=1)
+    listener = h.layer.listen(0, 8080, 16)
+    _fill_syn_queue(h, 1)
+    h.inject(SYN, 0, options=MSS_ONLY)
+    cookie = h.one()
+    h.our_isn = cookie.seq
+    h.inject(ACK, 1, 2)  # wrong cookie
+    assert h.one().flags == RST and h.layer.counters["syncookies_failed"] == 1
+    h.at(200.0)  # cookies live for two 64-second periods at most
+    h.take()  # (the half-open connection's SYN-ACK retransmissions)
+    h.inject(ACK, 1, 1)
+    assert h.one().flags == RST and listener.accept() is None

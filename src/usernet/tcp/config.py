@@ -28,4 +28,5 @@ class TcpConfig:
     sack: bool = True                 # RFC 2018
     challenge_ack_limit: int = 1000   # RFC 5961 10: challenge ACKs per second
     syn_backlog: int = 256            # half-open connections per listener before SYN cookies
+    syn_cookies: bool = True          # RFC 4987 3.6 (Linux tcp_syncookies=1)
     max_ooo_segments: int = 4096      # out-of-order pieces kept (bytes are bounded by the window)

@@ -254,6 +254,30 @@ class TcpConnection:
         self.snd_wl1, self.snd_wl2 = self.irs, self.iss
         self._send_syn(now, ack=True)
 
+    def establish_from_cookie(self, ack: TcpSegment, peer_isn: int, mss: int, peer_wscale: int | None,
+                              sack: bool, now: float) -> None:
+        """Become ESTABLISHED from a validated SYN cookie (the SYN itself was never stored)."""
+        self.irs = peer_isn
+        self.rcv_nxt = peer_isn + 1
+        self.snd_una = self.snd_nxt = self.snd_max = self.iss + 1
+        self.ts_ok = ack.options.ts_val is not None and self.config.timestamps
+        self.mss = max(64, min(mss, self.mss_limit) - (12 if self.ts_ok else 0))
+        self.ws_ok = peer_wscale is not None and self.ts_ok and self.config.window_scaling
+        self.snd_wscale = min(peer_wscale or 0, MAX_WSCALE) if self.ws_ok else 0
+        self.rcv_wscale = self._choose_wscale() if self.ws_ok else 0
+        self.sack_ok = sack and self.ts_ok and self.config.sack
+        if self.ts_ok:
+            self.ts_recent = ack.options.ts_val or 0
+            self.ts_recent_at = now
+        self.cc.mss = self.mss
+        self.cc.cwnd = min(self.config.initial_window_segments * self.mss, max(2 * self.mss, 14600))
+        self.snd_wnd = self.max_snd_wnd = ack.window << self.snd_wscale
+        self.snd_wl1, self.snd_wl2 = self.rcv_nxt, self.snd_una
+        self.rcv_adv = self.rcv_nxt + min(self.rcvbuf, 0xFFFF)  # what the cookie SYN-ACK offered
+        self.last_ack_sent = self.rcv_nxt
+        self.last_heard = now
+        self.state = ESTABLISHED
+
     def _choose_wscale(self) -> int:
         if not self.config.window_scaling:
             return 0

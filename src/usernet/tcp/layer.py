@@ -14,6 +14,7 @@ import random
 from collections import defaultdict, deque
 from collections.abc import Callable
 
+from usernet.tcp import syncookies
 from usernet.tcp.config import TcpConfig
 from usernet.tcp.connection import CLOSED, LISTEN, SYN_RECEIVED, TIME_WAIT, TcpConnection
 from usernet.tcp.seq import unwrap
@@ -92,6 +93,7 @@ class TcpLayer:
         self.challenge_times: list[float] = []
         self.now = 0.0
         self._isn_key = rng.getrandbits(128).to_bytes(16, "big")  # RFC 6528 secret
+        self.cookie_ts_offset = rng.getrandbits(32)
 
     # ----------------------------------------------------------------- the IP layer's side
 
@@ -142,14 +144,23 @@ class TcpLayer:
         if flags & RST:
             return
         if flags & ACK:
+            if not flags & SYN and self.config.syn_cookies and self._cookie_ack(listener, src, dst, seg, now):
+                return
             self.send_reset(dst, src, seg.dport, seg.sport, seg.ack, 0, RST)
             return
         if not flags & SYN:
             return
-        if len(listener.accept_queue) + len(listener.half_open) >= listener.backlog:
-            # Bounded queues: drop the SYN; the peer retries (Linux does the same without cookies).
+        if len(listener.accept_queue) >= listener.backlog:
+            # The accept queue is full: drop the SYN and let the peer retry (as Linux does).
             listener.dropped_syns += 1
             self.counters["listen_overflows"] += 1
+            return
+        if len(listener.half_open) >= min(listener.backlog, self.config.syn_backlog):
+            if self.config.syn_cookies:
+                self._send_cookie(src, dst, seg, now)
+            else:
+                listener.dropped_syns += 1
+                self.counters["listen_overflows"] += 1
             return
         local = (dst, seg.dport)
         remote = (src, seg.sport)
@@ -160,6 +171,66 @@ class TcpLayer:
         self.connections[(dst, seg.dport, src, seg.sport)] = conn
         self.counters["passive_opens"] += 1
         conn.start_passive(seg, now)
+
+    # ----------------------------------------------------------------- SYN cookies (RFC 4987)
+
+    def _our_wscale(self) -> int:
+        shift = 0
+        while (self.config.rcvbuf >> shift) > 0xFFFF and shift < 14:
+            shift += 1
+        return shift
+
+    def cookie_ts(self, now: float) -> int:
+        return (int(now * 1000) + self.cookie_ts_offset) & 0xFFFFFFFF
+
+    def _send_cookie(self, src: int, dst: int, seg: TcpSegment, now: float) -> None:
+        """A stateless SYN-ACK whose ISN (and TS value) remember the connection's parameters."""
+        opts = seg.options
+        config = self.config
+        peer_mss = min(opts.mss or 536, self._mss_limit(src))
+        four = (dst, seg.dport, src, seg.sport)
+        isn, _ = syncookies.make_isn(self._isn_key, four, seg.seq, peer_mss, now)
+        ts = None
+        wscale = sack = None
+        if opts.ts_val is not None and config.timestamps:
+            peer_ws = opts.wscale if config.window_scaling else None
+            sack_ok = opts.sack_permitted and config.sack
+            now_ts = self.cookie_ts(now)
+            value = syncookies.encode_options(now_ts, peer_ws, sack_ok)
+            if ((value - now_ts) & 0xFFFFFFFF) < 0x80000000 and value != now_ts:
+                value = (value - 64) & 0xFFFFFFFF  # never ahead of our clock: the peer's PAWS would drop us
+            ts = (value, opts.ts_val)
+            wscale = self._our_wscale() if peer_ws is not None else None
+            sack = sack_ok
+        options = tcpwire.build_options(mss=self._mss_limit(src), wscale=wscale, sack_permitted=bool(sack), ts=ts)
+        self.counters["syncookies_sent"] += 1
+        self.output(dst, src, tcpwire.build(dst, src, seg.dport, seg.sport, isn, (seg.seq + 1) & 0xFFFFFFFF,
+                                            SYN | ACK, min(self.config.rcvbuf, 0xFFFF), options))
+
+    def _cookie_ack(self, listener: TcpListener, src: int, dst: int, seg: TcpSegment, now: float) -> bool:
+        """The third segment of a cookie handshake: rebuild the connection from the cookie."""
+        if len(listener.accept_queue) >= listener.backlog:
+            return False
+        four = (dst, seg.dport, src, seg.sport)
+        isn = (seg.ack - 1) & 0xFFFFFFFF
+        peer_isn = (seg.seq - 1) & 0xFFFFFFFF
+        mss = syncookies.check_isn(self._isn_key, four, peer_isn, isn, now)
+        if mss is None:
+            self.counters["syncookies_failed"] += 1
+            return False
+        wscale, sack = (None, False)
+        if seg.options.ts_ecr is not None:
+            wscale, sack = syncookies.decode_options(seg.options.ts_ecr)
+        conn = TcpConnection(self, (dst, seg.dport), (src, seg.sport), isn, self.config, now, self._mss_limit(src))
+        conn.ts_offset = self.cookie_ts_offset
+        conn.listener = listener  # type: ignore[assignment]
+        self.connections[four] = conn
+        conn.establish_from_cookie(seg, peer_isn, mss, wscale, sack, now)
+        self.counters["syncookies_accepted"] += 1
+        self.established(conn)
+        if len(seg.payload) or seg.flags & FIN:
+            conn.on_segment(seg, now)
+        return True
 
     def established(self, conn: TcpConnection) -> None:
         """A passive connection completed its handshake: move it to the accept queue."""
