@@ -11,13 +11,9 @@ from __future__ import annotations
 import argparse
 import re
 import statistics
-import subprocess
 import sys
-import uuid
 
-
-def sh(*args: str, check: bool = True) -> str:
-    return subprocess.run(args, check=check, capture_output=True, text=True).stdout
+from topology import LINUX_SERVER, USERNET, sh, topology
 
 
 def rtts(ns: str, target: str, count: int) -> list[float]:
@@ -34,40 +30,19 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--count", type=int, default=2000)
     args = parser.parse_args()
-    tag = uuid.uuid4().hex[:5]
-    client, server, host = f"un-b{tag}c", f"un-b{tag}s", f"un-b{tag}u"
-    proc = None
-    try:
-        for ns in (client, server, host):
-            sh("ip", "netns", "add", ns)
-        sh("ip", "link", "add", f"vn{tag}a", "netns", client, "type", "veth", "peer", "name", f"vn{tag}b",
-           "netns", server)
-        sh("ip", "link", "add", f"vn{tag}c", "netns", client, "type", "veth", "peer", "name", f"vn{tag}d",
-           "netns", host)
-        sh("ip", "-n", client, "addr", "add", "10.81.0.1/24", "dev", f"vn{tag}a")
-        sh("ip", "-n", server, "addr", "add", "10.81.0.2/24", "dev", f"vn{tag}b")
-        sh("ip", "-n", client, "addr", "add", "10.82.0.1/24", "dev", f"vn{tag}c")
-        for ns, dev in ((client, f"vn{tag}a"), (server, f"vn{tag}b"), (client, f"vn{tag}c"), (host, f"vn{tag}d")):
-            sh("ip", "-n", ns, "link", "set", dev, "up")
-        proc = subprocess.Popen(["ip", "netns", "exec", host, sys.executable, "-m", "usernet.cli", "up", "--iface",
-                                 f"vn{tag}d", "--addr", "10.82.0.2/24"], stdout=subprocess.PIPE, text=True)
-        assert proc.stdout is not None and proc.stdout.readline().startswith("ready")
-        rtts(client, "10.82.0.2", 20)  # warm up ARP and caches
-        rtts(client, "10.81.0.2", 20)
-        linux = rtts(client, "10.81.0.2", args.count)
-        ours = rtts(client, "10.82.0.2", args.count)
+    with topology() as topo:
+        topo.start_usernet()
+        client = topo.client
+        rtts(client, USERNET, 20)  # warm up ARP and caches
+        rtts(client, LINUX_SERVER, 20)
+        linux = rtts(client, LINUX_SERVER, args.count)
+        ours = rtts(client, USERNET, args.count)
         (lm, lp), (um, up) = summary(linux), summary(ours)
         print(f"ping over veth, {args.count} requests at 1 ms intervals (ms)")
         print(f"{'target':<10} {'replies':>8} {'median':>8} {'p99':>8}")
         print(f"{'linux':<10} {len(linux):>8} {lm:>8.3f} {lp:>8.3f}")
         print(f"{'usernet':<10} {len(ours):>8} {um:>8.3f} {up:>8.3f}")
         print(f"{'ratio':<10} {'':>8} {um / lm:>8.1f}x {up / lp:>7.1f}x")
-    finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=10)
-        for ns in (client, server, host):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
     return 0
 
 

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
-import uuid
+
+from topology import LINUX_SERVER, USERNET, sh, topology
 
 KERNEL_SERVER = r"""
 import socket, sys, threading
@@ -79,40 +79,16 @@ print(json.dumps(res))
 """
 
 
-def sh(*args: str, check: bool = True) -> str:
-    return subprocess.run(args, check=check, capture_output=True, text=True).stdout
-
-
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mbytes", type=int, default=200)
     args = parser.parse_args()
-    tag = uuid.uuid4().hex[:5]
-    client, server, host = f"un-t{tag}c", f"un-t{tag}s", f"un-t{tag}u"
-    procs: list[subprocess.Popen[str]] = []
-    try:
-        for ns in (client, server, host):
-            sh("ip", "netns", "add", ns)
-        sh("ip", "link", "add", f"vn{tag}a", "netns", client, "type", "veth", "peer", "name", f"vn{tag}b",
-           "netns", server)
-        sh("ip", "link", "add", f"vn{tag}c", "netns", client, "type", "veth", "peer", "name", f"vn{tag}d",
-           "netns", host)
-        sh("ip", "-n", client, "addr", "add", "10.83.0.1/24", "dev", f"vn{tag}a")
-        sh("ip", "-n", server, "addr", "add", "10.83.0.2/24", "dev", f"vn{tag}b")
-        sh("ip", "-n", client, "addr", "add", "10.84.0.1/24", "dev", f"vn{tag}c")
-        for ns, dev in ((client, f"vn{tag}a"), (server, f"vn{tag}b"), (client, f"vn{tag}c"), (host, f"vn{tag}d")):
-            sh("ip", "-n", ns, "link", "set", dev, "up")
-        kernel = subprocess.Popen(["ip", "netns", "exec", server, sys.executable, "-c", KERNEL_SERVER],
-                                  stdout=subprocess.PIPE, text=True)
-        procs.append(kernel)
-        ours = subprocess.Popen(["ip", "netns", "exec", host, sys.executable, "-m", "usernet.cli", "up", "--iface",
-                                 f"vn{tag}d", "--addr", "10.84.0.2/24", "--serve", "discard:9", "--serve",
-                                 "chargen:19", "--serve", "echo:7"], stdout=subprocess.PIPE, text=True)
-        procs.append(ours)
-        for proc in procs:
-            assert proc.stdout is not None and proc.stdout.readline().startswith("ready")
+    with topology() as topo:
+        client = topo.client
+        topo.start(topo.server, sys.executable, "-c", KERNEL_SERVER)
+        topo.start_usernet("--serve", "discard:9", "--serve", "chargen:19", "--serve", "echo:7")
         results = {}
-        for name, address in (("linux", "10.83.0.2"), ("usernet", "10.84.0.2")):
+        for name, address in (("linux", LINUX_SERVER), ("usernet", USERNET)):
             started = time.perf_counter()
             out = sh("ip", "netns", "exec", client, sys.executable, "-c", CLIENT, address, str(args.mbytes))
             results[name] = json.loads(out)
@@ -124,15 +100,6 @@ def main() -> int:
                            ("rtt_median_us", "1-byte echo RTT median (us)"), ("rtt_p99_us", "1-byte echo RTT p99 (us)"),
                            ("conn_per_s", "connections per second")):
             print(f"{label:<28}{usernet[key]:>12.1f}{linux[key]:>12.1f}{usernet[key] / linux[key]:>15.3f}x")
-    finally:
-        for proc in procs:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        for ns in (client, server, host):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
     return 0
 
 
