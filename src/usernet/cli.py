@@ -266,6 +266,37 @@ def cmd_nc(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------- drill
+
+def cmd_drill(args: argparse.Namespace) -> int:
+    from usernet.drill import ScriptError, parse_script, run_script
+
+    passed = failed = 0
+    tolerance = args.tolerance_usecs / 1e6 if args.tolerance_usecs is not None else None
+    for path in args.scripts:
+        try:
+            with open(path) as f:
+                script = parse_script(f.read(), path)
+        except OSError as err:
+            raise UsageError(f"{path}: {err.strerror}") from None
+        except ScriptError as err:
+            print(f"FAIL {path}:{err.line}: {err}", flush=True)
+            failed += 1
+            continue
+        result = run_script(script, tolerance=tolerance, relaxed=args.relaxed)
+        if result.passed:
+            passed += 1
+            print(f"PASS {path}", flush=True)
+        else:
+            failed += 1
+            print(f"FAIL {path}:{result.line}: {result.message}", flush=True)
+        if args.verbose:
+            for note in result.notes:
+                print(f"     note: {note}")
+    print(f"{passed} passed, {failed} failed")
+    return 0 if failed == 0 else 1
+
+
 # ----------------------------------------------------------------- demo
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -308,6 +339,14 @@ def build_parser() -> argparse.ArgumentParser:
     nc.add_argument("port_or_host", metavar="HOST|PORT")
     nc.add_argument("port", nargs="?", metavar="PORT")
     nc.set_defaults(func=cmd_nc)
+
+    drill = sub.add_parser("drill", help="run packetdrill-dialect scripts against usernet in virtual time")
+    drill.add_argument("--tolerance-usecs", type=int, metavar="N", help="timing tolerance (default 4000)")
+    drill.add_argument("--relaxed", action="store_true",
+                       help="ignore what differs between correct stacks: SYN options, windows, PSH, buffer sizes")
+    drill.add_argument("-v", "--verbose", action="count", default=0, help="print notes (skipped lines)")
+    drill.add_argument("scripts", nargs="+", metavar="SCRIPT.pkt")
+    drill.set_defaults(func=cmd_drill)
 
     demo = sub.add_parser("demo", help="hosts on an in-memory network talk to each other (no root needed)")
     demo.add_argument("-q", "--quiet", action="store_true", help="no per-frame trace")

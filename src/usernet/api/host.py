@@ -202,6 +202,10 @@ class Host:
         """After an API call changed state (lock held): send what it produced right away."""
         self._flush()
 
+    def clock(self) -> float:
+        """The stack's clock (the runtime's is monotonic time; a virtual-time driver has its own)."""
+        return time.monotonic()
+
     def notify(self) -> None:
         """Handle event hook (lock held, from the stack): wake every waiting socket call."""
         self._cond.notify_all()

@@ -517,7 +517,7 @@ class Socket:
                 layer = self._tcp()
                 local_addr, local_port = self._bound if self._bound is not None else (0, 0)
                 self._release_port()
-                conn = layer.connect(local_addr or stack.addr, local_port, addr, port, time.monotonic())
+                conn = layer.connect(local_addr or stack.addr, local_port, addr, port, host.clock())
                 conn.on_event = self._on_event
                 self._conn = conn
                 self._apply_options()

@@ -693,14 +693,14 @@ class TcpConnection:
     def _window_opened(self) -> None:
         """After the user read: announce a window that grew enough (receiver SWS avoidance,
         RFC 9293 3.8.6.2.2)."""
-        space = self.rcvbuf - len(self.rcv_buf) - self.ooo.bytes
+        space = min(self.rcvbuf - len(self.rcv_buf) - self.ooo.bytes, 0xFFFF << self.rcv_wscale)
         if space - (self.rcv_adv - self.rcv_nxt) >= min(self.rcvbuf // 2, self.mss):
             self.ack_now = True
             self.layer.mark_dirty(self)
 
     def _advertise(self) -> int:
         """The window field value; the right edge never moves left (RFC 9293 3.8.6.2.2)."""
-        space = max(0, self.rcvbuf - len(self.rcv_buf) - self.ooo.bytes)
+        space = max(0, min(self.rcvbuf - len(self.rcv_buf) - self.ooo.bytes, 0xFFFF << self.rcv_wscale))
         current = self.rcv_adv - self.rcv_nxt
         if space - current >= min(self.rcvbuf // 2, self.mss) or space > current and current < self.mss:
             current = space

@@ -1,0 +1,633 @@
+"""Run a packetdrill script against a fresh usernet host in virtual time.
+
+The runner plays the remote host (packetdrill's defaults: we are 192.168.0.1, the remote is
+192.0.2.1, MTU 1500) on a layer-3 link, as packetdrill does over a TUN device. System calls go
+through usernet's own socket-compatible API, each in a worker thread so that a blocking call can
+return later in script time; the runner waits until every worker has finished or is blocked
+before it moves the virtual clock.
+"""
+
+from __future__ import annotations
+
+import errno as errno_mod
+import random
+import socket as _socket
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from usernet.api.socket import Socket
+from usernet.drill.parser import Event, PacketEvent, Script, ScriptError, SyscallEvent, TcpOptionSpec
+from usernet.stack.core import Stack
+from usernet.wire import icmp, ipv4
+from usernet.wire import tcp as tcpwire
+from usernet.wire.tcp import ACK, PSH, SYN
+
+REMOTE_ISN = 0
+REMOTE_PORT_INBOUND = 48_000
+PACKETDRILL_PORT = 8080
+DEFAULT_TOLERANCE = 0.004  # packetdrill's --tolerance_usecs default
+
+_TCP_STATES = {"ESTABLISHED": 1, "SYN-SENT": 2, "SYN-RECEIVED": 3, "FIN-WAIT-1": 4, "FIN-WAIT-2": 5,
+               "TIME-WAIT": 6, "CLOSED": 7, "CLOSE-WAIT": 8, "LAST-ACK": 9, "LISTEN": 10, "CLOSING": 11}
+_CONSTANTS: dict[str, int] = {
+    "AF_INET": 2, "SOCK_STREAM": 1, "SOCK_DGRAM": 2, "IPPROTO_TCP": 6, "IPPROTO_UDP": 17, "IPPROTO_IP": 0,
+    "SOL_SOCKET": _socket.SOL_SOCKET, "SO_REUSEADDR": _socket.SO_REUSEADDR, "SO_KEEPALIVE": _socket.SO_KEEPALIVE,
+    "SO_RCVBUF": _socket.SO_RCVBUF, "SO_SNDBUF": _socket.SO_SNDBUF, "SO_LINGER": _socket.SO_LINGER,
+    "SO_ERROR": _socket.SO_ERROR, "SO_BROADCAST": _socket.SO_BROADCAST, "TCP_NODELAY": _socket.TCP_NODELAY,
+    "TCP_KEEPIDLE": _socket.TCP_KEEPIDLE, "TCP_KEEPINTVL": _socket.TCP_KEEPINTVL,
+    "TCP_KEEPCNT": _socket.TCP_KEEPCNT, "TCP_USER_TIMEOUT": 18, "TCP_MAXSEG": _socket.TCP_MAXSEG,
+    "SHUT_RD": 0, "SHUT_WR": 1, "SHUT_RDWR": 2, "F_GETFL": 3, "F_SETFL": 4, "O_RDWR": 2, "O_NONBLOCK": 0o4000,
+    "POLLIN": 1, "POLLPRI": 2, "POLLOUT": 4, "POLLERR": 8, "POLLHUP": 16, "POLLNVAL": 32, "POLLRDHUP": 0x2000,
+    "MSG_PEEK": _socket.MSG_PEEK, "MSG_DONTWAIT": _socket.MSG_DONTWAIT,
+}
+
+
+class Failure(Exception):
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+@dataclass
+class Result:
+    path: str
+    passed: bool
+    line: int = 0
+    message: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+class _TrackingCondition(threading.Condition):
+    """A condition that knows which threads are waiting on it (i.e. blocked in a socket call)."""
+
+    def __init__(self, lock: threading.RLock) -> None:
+        super().__init__(lock)
+        self.waiting: set[int] = set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        me = threading.get_ident()
+        self.waiting.add(me)
+        try:
+            return super().wait(timeout)
+        finally:
+            self.waiting.discard(me)
+
+
+class VirtualHost:
+    """The part of :class:`usernet.Host` that sockets use, with a clock the runner moves."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self._lock = threading.RLock()
+        self._cond = _TrackingCondition(self._lock)
+        self._closed = False
+        self._stopping = False
+        self._sockets: weakref.WeakSet[Socket] = weakref.WeakSet()
+        self.now = 0.0
+        self.outbound: list[tuple[float, bytes]] = []
+
+    def kick(self) -> None:
+        for frame in self.stack.poll(self.now):
+            self.outbound.append((self.now, bytes(frame)))
+        self._cond.notify_all()
+
+    def notify(self) -> None:
+        self._cond.notify_all()
+
+    def clock(self) -> float:
+        return self.now
+
+    def socket(self, family: int = 2, type: int = 1, proto: int = 0) -> Socket:
+        sock = Socket(self, family, type, proto)  # type: ignore[arg-type]
+        self._sockets.add(sock)
+        return sock
+
+    @property
+    def address(self) -> str:
+        return ipv4.ntoa(self.stack.addr)
+
+
+class _Call:
+    """A system call running in its own thread."""
+
+    def __init__(self, event: Event, fn: Callable[[], Any]) -> None:
+        self.event = event
+        self.done = False
+        self.result: Any = None
+        self.error: OSError | None = None
+        self.finished_at = 0.0
+        self.thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
+        self.ident = 0
+
+    def _run(self, fn: Callable[[], Any]) -> None:
+        self.ident = threading.get_ident()
+        try:
+            self.result = fn()
+        except OSError as err:
+            self.error = err
+        except Exception as err:  # a usernet bug, reported as a failure of this line
+            self.error = OSError(errno_mod.EIO, f"{type(err).__name__}: {err}")
+        self.done = True
+
+
+class Runner:
+    def __init__(self, script: Script, tolerance: float | None = None, relaxed: bool = False) -> None:
+        self.script = script
+        opts = script.options
+        if tolerance is None:
+            tolerance = int(opts["tolerance_usecs"]) / 1e6 if "tolerance_usecs" in opts else DEFAULT_TOLERANCE
+        self.tolerance = tolerance
+        self.relaxed = relaxed
+        self.local = ipv4.addr(opts.get("local_ip", "192.168.0.1"))
+        self.remote = ipv4.addr(opts.get("remote_ip", "192.0.2.1"))
+        mtu = int(opts.get("mtu", "1500"))
+        self.stack = Stack(layer=3, addr=ipv4.ntoa(self.local) + "/24", mtu=mtu, rng=random.Random(1))
+        self.host = VirtualHost(self.stack)
+        self.fds: dict[int, Socket] = {}
+        self.calls: list[_Call] = []
+        self.our_isn: int | None = None
+        self.local_port = PACKETDRILL_PORT
+        self.remote_port = REMOTE_PORT_INBOUND
+        self.ts_offset: int | None = None
+        self.last_outbound: bytes | None = None
+        self.notes: list[str] = []
+        self.last_conn: Any = None
+        self.ident = 0
+
+    # ----------------------------------------------------------------- the clock
+
+    def advance(self, target: float) -> None:
+        """Move virtual time to *target*, firing every timer on the way."""
+        host = self.host
+        while True:
+            with host._lock:
+                deadline = self.stack.next_deadline()
+                if deadline is None or deadline > target or deadline <= host.now and not self.stack.tcp.dirty:
+                    if deadline is not None and deadline <= host.now:
+                        host.kick()
+                    break
+                host.now = max(host.now, deadline)
+                host.kick()
+            self.settle()
+        with host._lock:
+            host.now = max(host.now, target)
+            host.kick()
+        self.settle()
+
+    def settle(self) -> None:
+        """Wait (real time, briefly) until every running call has returned or blocked."""
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            busy = [c for c in self.calls if not c.done and c.ident not in self.host._cond.waiting]
+            if not busy:
+                break
+            time.sleep(0.0002)
+        now = self.host.now
+        for call in self.calls:
+            if call.done and not call.finished_at:
+                call.finished_at = now or 1e-9
+
+    # ----------------------------------------------------------------- running
+
+    def run(self) -> Result:
+        try:
+            self._run()
+        except Failure as failure:
+            return Result(self.script.path, False, failure.line, str(failure), self.notes)
+        except ScriptError as err:
+            return Result(self.script.path, False, err.line, str(err), self.notes)
+        finally:
+            self.host._closed = True
+            with self.host._lock:
+                self.host._cond.notify_all()
+        return Result(self.script.path, True, notes=self.notes)
+
+    def _run(self) -> None:
+        last = 0.0
+        for event in self.script.events:
+            t = event.time
+            when = self.host.now if t.kind == "any" else (last + t.start if t.kind == "relative" else t.start)
+            if event.kind == "packet" and event.packet and event.packet.direction == ">":
+                self.expect_outbound(event, when)
+            else:
+                self.advance(when)
+                self.check_no_unexpected(event.line, when)
+                if event.kind == "packet":
+                    assert event.packet is not None
+                    self.inject(event, event.packet)
+                elif event.kind == "syscall":
+                    assert event.syscall is not None
+                    self.syscall(event, event.syscall, when)
+                elif event.kind == "shell":
+                    self.notes.append(f"line {event.line}: shell command skipped: {event.text.strip()[:60]}")
+                elif event.kind == "python":
+                    self.python(event)
+            self.check_calls()
+            last = t.end if t.blocking and t.end is not None else when
+        self.advance(self.host.now + self.tolerance)
+        self.check_no_unexpected(self.script.events[-1].line if self.script.events else 0, self.host.now + 1e9,
+                                 final=True)
+        self.check_calls(final=True)
+
+    # ----------------------------------------------------------------- packets
+
+    def check_no_unexpected(self, line: int, when: float, final: bool = False) -> None:
+        for sent_at, packet in self.host.outbound:
+            if final or sent_at < when - self.tolerance:
+                raise Failure(line, f"unexpected outbound packet at {sent_at:.6f}: {self.describe(packet)}")
+
+    def expect_outbound(self, event: Event, when: float) -> None:
+        spec = event.packet
+        assert spec is not None
+        latest = (event.time.end if event.time.end is not None else when) + self.tolerance
+        while not self.host.outbound and self.host.now < latest:
+            with self.host._lock:
+                deadline = self.stack.next_deadline()
+            self.advance(min(latest, deadline) if deadline is not None and deadline > self.host.now else latest)
+        if not self.host.outbound:
+            raise Failure(event.line, f"expected packet not sent by {latest:.6f}: {self.format_spec(spec)}")
+        sent_at, packet = self.host.outbound.pop(0)
+        earliest = (event.time.start if event.time.kind != "relative" or event.time.end is None else when)
+        if event.time.kind != "any" and not (min(when, earliest) - self.tolerance <= sent_at <= latest):
+            raise Failure(event.line, f"packet sent at {sent_at:.6f}, expected at {when:.6f} "
+                                      f"(tolerance {self.tolerance * 1e6:.0f} us): {self.describe(packet)}")
+        self.match(event.line, spec, packet)
+        # Script time follows the script, not the packet (as packetdrill).
+
+    def match(self, line: int, spec: PacketEvent, packet: bytes) -> None:
+        header = ipv4.parse(packet)
+        if spec.protocol != "tcp" or header.proto != ipv4.PROTO_TCP:
+            raise Failure(line, f"expected a TCP packet, got {self.describe(packet)}")
+        raw_tcp = bytes(header.payload)
+        seg = tcpwire.parse(raw_tcp)
+        if self.our_isn is None and seg.flags & SYN:
+            self.our_isn = seg.seq
+            if not seg.flags & ACK:
+                self.local_port, self.remote_port = seg.sport, seg.dport
+        isn = self.our_isn or 0
+        problems = []
+        flags = seg.flags
+        want = spec.flags
+        if self.relaxed:
+            flags &= ~PSH
+            want &= ~PSH
+        if flags != want:
+            problems.append(f"flags {tcpwire.flag_names(seg.flags)} != {tcpwire.flag_names(spec.flags)}")
+        rel_seq = (seg.seq - isn) & 0xFFFFFFFF
+        if rel_seq != spec.seq_start or len(seg.payload) != spec.length:
+            problems.append(f"seq {rel_seq}:{rel_seq + len(seg.payload)}({len(seg.payload)}) != "
+                            f"{spec.seq_start}:{spec.seq_end}({spec.length})")
+        if spec.ack is not None:
+            rel_ack = (seg.ack - REMOTE_ISN) & 0xFFFFFFFF
+            if not seg.flags & ACK or rel_ack != spec.ack:
+                problems.append(f"ack {rel_ack} != {spec.ack}")
+        if spec.window is not None and not self.relaxed and seg.window != spec.window:
+            problems.append(f"win {seg.window} != {spec.window}")
+        if not (self.relaxed and seg.flags & SYN):
+            problem = self.match_options(spec.options, _options_list(raw_tcp))
+            if problem:
+                problems.append(problem)
+        if problems:
+            raise Failure(line, "; ".join(problems) + f" (actual: {self.describe(packet)})")
+        self.last_outbound = packet
+
+    def match_options(self, spec: TcpOptionSpec | None, actual: list[tuple[str, Any]]) -> str | None:
+        if spec is None:
+            return None if not actual else f"unexpected options {actual}"
+        if spec.any:
+            return None
+        expected = [(name, value) for name, value in spec.items]
+        if [n for n, _ in actual] != [n for n, _ in expected]:
+            return f"options {actual} != {expected}"
+        for (name, got), (_, want) in zip(actual, expected, strict=True):
+            if name == "TS":
+                if self.ts_offset is None:
+                    self.ts_offset = (got[0] - want[0]) & 0xFFFFFFFF
+                if got[1] != want[1]:
+                    return f"TS ecr {got[1]} != {want[1]}"
+            elif name == "sack":
+                isn = REMOTE_ISN
+                rel = [((a - isn) & 0xFFFFFFFF, (b - isn) & 0xFFFFFFFF) for a, b in got]
+                if rel != [tuple(b) for b in want]:
+                    return f"sack {rel} != {want}"
+            elif name in ("mss", "wscale") and got != want:
+                return f"{name} {got} != {want}"
+        return None
+
+    def inject(self, event: Event, spec: PacketEvent) -> None:
+        if spec.protocol == "icmp":
+            packet = self.build_icmp(event, spec)
+        else:
+            isn = self.our_isn or 0
+            options = b""
+            if spec.options is not None and not spec.options.any:
+                options = self.build_options(spec.options, isn)
+            ack = (isn + spec.ack) & 0xFFFFFFFF if spec.ack is not None else 0
+            flags = spec.flags
+            segment = tcpwire.build(self.remote, self.local, self.remote_port, self.local_port,
+                                    (REMOTE_ISN + spec.seq_start) & 0xFFFFFFFF, ack, flags,
+                                    spec.window if spec.window is not None else 65535, options, bytes(spec.length))
+            self.ident += 1
+            packet = bytes(ipv4.build(src=self.remote, dst=self.local, proto=ipv4.PROTO_TCP, payload=segment,
+                                      ident=self.ident))
+        with self.host._lock:
+            self.stack.receive(packet, self.host.now)
+            self.host.kick()
+        self.settle()
+
+    def build_options(self, spec: TcpOptionSpec, isn: int) -> bytes:
+        raw = bytearray()
+        for name, value in spec.items:
+            if name == "nop":
+                raw.append(1)
+            elif name == "eol":
+                raw.append(0)
+            elif name == "mss":
+                raw += bytes((2, 4)) + value.to_bytes(2, "big")
+            elif name == "wscale":
+                raw += bytes((3, 3, value))
+            elif name == "sackOK":
+                raw += bytes((4, 2))
+            elif name == "TS":
+                val, ecr = value
+                if self.ts_offset is not None:
+                    ecr = (ecr + self.ts_offset) & 0xFFFFFFFF
+                raw += bytes((8, 10)) + val.to_bytes(4, "big") + ecr.to_bytes(4, "big")
+            elif name == "sack":
+                raw += bytes((5, 2 + 8 * len(value)))
+                for left, right in value:
+                    raw += ((isn + left) & 0xFFFFFFFF).to_bytes(4, "big") + ((isn + right) & 0xFFFFFFFF).to_bytes(
+                        4, "big")
+        while len(raw) % 4:
+            raw.append(0)
+        return bytes(raw)
+
+    def build_icmp(self, event: Event, spec: PacketEvent) -> bytes:
+        kinds = {"unreachable": icmp.DEST_UNREACHABLE, "time_exceeded": icmp.TIME_EXCEEDED}
+        codes = {"net_unreachable": 0, "host_unreachable": 1, "protocol_unreachable": 2, "port_unreachable": 3,
+                 "frag_needed": 4}
+        info = spec.icmp
+        if info.get("type") not in kinds:
+            raise Failure(event.line, f"unsupported ICMP type {info.get('type')!r}")
+        if self.last_outbound is None:
+            raise Failure(event.line, "an ICMP error needs a packet of ours to quote")
+        rest = info.get("mtu", 0) & 0xFFFF
+        message = icmp.build_error(kinds[info["type"]], codes.get(info.get("code", ""), 0), self.last_outbound,
+                                   rest)
+        self.ident += 1
+        return bytes(ipv4.build(src=self.remote, dst=self.local, proto=ipv4.PROTO_ICMP, payload=message,
+                                ident=self.ident))
+
+    def describe(self, packet: bytes) -> str:
+        try:
+            header = ipv4.parse(packet)
+            raw_tcp = bytes(header.payload)
+            seg = tcpwire.parse(raw_tcp)
+        except Exception:
+            return packet[:40].hex()
+        isn = self.our_isn or seg.seq
+        text = f"{tcpwire.flag_names(seg.flags).replace('A', '.')} " \
+               f"{(seg.seq - isn) & 0xFFFFFFFF}:{((seg.seq - isn) & 0xFFFFFFFF) + len(seg.payload)}" \
+               f"({len(seg.payload)})"
+        if seg.flags & ACK:
+            text += f" ack {(seg.ack - REMOTE_ISN) & 0xFFFFFFFF}"
+        text += f" win {seg.window}"
+        opts = _options_list(raw_tcp)
+        if opts:
+            text += " <" + ",".join(f"{n} {v}" if v is not None else n for n, v in opts) + ">"
+        return text
+
+    @staticmethod
+    def format_spec(spec: PacketEvent) -> str:
+        text = f"{tcpwire.flag_names(spec.flags)} {spec.seq_start}:{spec.seq_end}({spec.length})"
+        if spec.ack is not None:
+            text += f" ack {spec.ack}"
+        return text
+
+    # ----------------------------------------------------------------- system calls
+
+    def syscall(self, event: Event, call: SyscallEvent, when: float) -> None:
+        fn = self.make_call(event, call)
+        if fn is None:
+            return
+        running = _Call(event, fn)
+        self.calls.append(running)
+        running.thread.start()
+        self.settle()
+        if not running.done and not event.time.blocking and call.name not in ("accept", "read", "recv", "connect",
+                                                                               "write", "send", "poll", "close"):
+            raise Failure(event.line, f"{call.name}() blocked")
+
+    def check_calls(self, final: bool = False) -> None:
+        for running in list(self.calls):
+            if not running.done:
+                if final:
+                    raise Failure(running.event.line, f"{running.event.syscall.name}() never returned")  # type: ignore
+                continue
+            self.calls.remove(running)
+            self.verify(running)
+
+    def verify(self, running: _Call) -> None:
+        event = running.event
+        call = event.syscall
+        assert call is not None
+        t = event.time
+        if t.blocking and t.end is not None and abs(running.finished_at - t.end) > self.tolerance:
+            raise Failure(event.line, f"{call.name}() returned at {running.finished_at:.6f}, expected {t.end:.6f}")
+        if running.error is not None:
+            actual, name = -1, errno_mod.errorcode.get(running.error.errno or 0, str(running.error))
+        else:
+            actual, name = running.result, None
+        if call.result != "..." and actual != call.result:
+            raise Failure(event.line, f"{call.name}() returned {actual}{' ' + name if name else ''}, "
+                                      f"expected {call.result}{' ' + call.errno_name if call.errno_name else ''}")
+        if call.errno_name and name != call.errno_name:
+            if not (self.relaxed and call.errno_name in ("EAGAIN", "EWOULDBLOCK") and name in ("EAGAIN",
+                                                                                                   "EWOULDBLOCK")):
+                raise Failure(event.line, f"{call.name}() failed with {name}, expected {call.errno_name}")
+
+    def value(self, arg: Any) -> Any:
+        if isinstance(arg, tuple) and arg and arg[0] == "|":
+            return self.value(arg[1]) | self.value(arg[2])
+        if isinstance(arg, str) and arg in _CONSTANTS:
+            return _CONSTANTS[arg]
+        if isinstance(arg, list) and len(arg) == 1:
+            return self.value(arg[0])
+        return arg
+
+    def sock(self, event: Event, fd: Any) -> Socket:
+        sock = self.fds.get(fd)
+        if sock is None:
+            raise Failure(event.line, f"no socket with fd {fd}")
+        return sock
+
+    def make_call(self, event: Event, call: SyscallEvent) -> Callable[[], Any] | None:
+        args = [self.value(a) for a in call.args]
+        name = call.name
+        host = self.host
+
+        if name == "socket":
+            def do_socket() -> int:
+                sock = host.socket(args[0] if isinstance(args[0], int) else 2, args[1], 0)
+                fd = call.result if isinstance(call.result, int) and call.result >= 0 else 3 + len(self.fds)
+                self.fds[fd] = sock
+                return fd
+            return do_socket
+        sock = self.sock(event, args[0])
+        if name == "bind":
+            return _returns_zero(sock.bind, ("", self.local_port))
+        if name == "listen":
+            return _returns_zero(sock.listen, args[1])
+        if name == "accept":
+            def do_accept() -> int:
+                conn, _ = sock.accept()
+                fd = call.result if isinstance(call.result, int) and call.result >= 0 else 3 + len(self.fds)
+                self.fds[fd] = conn
+                self.last_conn = conn._conn
+                return fd
+            return do_accept
+        if name == "connect":
+            def do_connect() -> int:
+                self.remote_port = PACKETDRILL_PORT
+                try:
+                    sock.connect((ipv4.ntoa(self.remote), PACKETDRILL_PORT))
+                finally:
+                    self.last_conn = sock._conn
+                return 0
+            return do_connect
+        if name in ("write", "send"):
+            size = args[2]
+
+            def do_write() -> int:
+                if not sock.getblocking():
+                    return sock.send(bytes(size))
+                sock.sendall(bytes(size))  # a blocking write(2) returns once all is queued
+                return int(size)
+            return do_write
+        if name in ("read", "recv"):
+            size = args[2]
+            return lambda: len(sock.recv(size))
+        if name == "close":
+            def do_close() -> int:
+                sock.close()
+                del self.fds[args[0]]
+                return 0
+            return do_close
+        if name == "shutdown":
+            return _returns_zero(sock.shutdown, args[1])
+        if name == "setsockopt":
+            value = args[3]
+            if isinstance(value, dict):  # {onoff=1, linger=0}
+                fields: dict[str, Any] = value
+                value = (int(fields.get("onoff", fields.get("l_onoff", 0))),
+                         int(fields.get("linger", fields.get("l_linger", 0))))
+            return _returns_zero(sock.setsockopt, args[1], args[2], value)
+        if name == "getsockopt":
+            def do_getsockopt() -> int:
+                got = sock.getsockopt(args[1], args[2])
+                want = args[3]
+                if want is not ... and not self.relaxed and got != want:
+                    raise OSError(errno_mod.EIO, f"getsockopt value {got} != {want}")
+                return 0
+            return do_getsockopt
+        if name == "fcntl":
+            def do_fcntl() -> int:
+                if args[1] == _CONSTANTS["F_GETFL"]:
+                    return _CONSTANTS["O_RDWR"] | (0 if sock.getblocking() else _CONSTANTS["O_NONBLOCK"])
+                sock.setblocking(not (args[2] & _CONSTANTS["O_NONBLOCK"]))
+                return 0
+            return do_fcntl
+        if name == "poll":
+            def do_poll() -> int:
+                ready = 0
+                for item in call.args[0]:
+                    target = self.sock(event, item["fd"])
+                    mask = 0
+                    if target._readable_now():
+                        mask |= _CONSTANTS["POLLIN"]
+                    if target._writable_now():
+                        mask |= _CONSTANTS["POLLOUT"]
+                    conn = target._conn
+                    if conn is not None and conn.error is not None:
+                        mask |= _CONSTANTS["POLLERR"]
+                    if conn is not None and conn.eof and conn.fin_queued:
+                        mask |= _CONSTANTS["POLLHUP"]
+                    want = self.value(item.get("revents", 0)) if item.get("revents") is not None else None
+                    if want is not None and mask & want != want:
+                        raise OSError(errno_mod.EIO, f"poll revents {mask:#x} lack {want:#x}")
+                    ready += bool(mask & (self.value(item.get("events", 0)) | 0x38))
+                return ready
+            return do_poll
+        raise Failure(event.line, f"unsupported system call {name}()")
+
+    # ----------------------------------------------------------------- %{ }% blocks
+
+    def python(self, event: Event) -> None:
+        conn = self.last_conn
+        if conn is None:
+            self.notes.append(f"line {event.line}: python block skipped (no connection yet)")
+            return
+        info = conn.info()
+        names: dict[str, Any] = {f"TCP_{k.replace('-', '_')}": v for k, v in _TCP_STATES.items()}
+        names.update({
+            "tcpi_state": _TCP_STATES.get(str(info["state"]), 0), "tcpi_snd_cwnd": info["snd_cwnd"],
+            "tcpi_snd_ssthresh": info["snd_ssthresh"], "tcpi_rto": int(float(info["rto"]) * 1e6),  # type: ignore
+            "tcpi_rtt": int((info["rtt"] or 0) * 1e6), "tcpi_rttvar": int(float(info["rttvar"]) * 1e6),  # type: ignore
+            "tcpi_snd_mss": info["snd_mss"], "tcpi_retransmits": info["retransmits"],
+            "tcpi_total_retrans": info["total_retrans"], "tcpi_unacked": int(info["unacked"]) // max(  # type: ignore
+                1, int(info["snd_mss"])),  # type: ignore[call-overload]
+            "tcpi_snd_wscale": info["snd_wscale"], "tcpi_rcv_wscale": info["rcv_wscale"],
+        })
+        try:
+            exec(compile(event.text.strip(), f"{self.script.path}:{event.line}", "exec"), {}, names)
+        except NameError as err:
+            self.notes.append(f"line {event.line}: python block skipped ({err})")
+        except AssertionError as err:
+            raise Failure(event.line, f"assertion failed: {event.text.strip()} {err or ''}") from None
+
+
+def _returns_zero(fn: Callable[..., Any], *args: Any) -> Callable[[], int]:
+    """A system call that returns 0 on success (errors arrive as OSError)."""
+    def call() -> int:
+        fn(*args)
+        return 0
+    return call
+
+
+def _options_list(segment: bytes) -> list[tuple[str, Any]]:
+    """The options of a TCP segment in wire order, in the script's names."""
+    raw = segment[20:(segment[12] >> 4) * 4]
+    out: list[tuple[str, Any]] = []
+    i = 0
+    while i < len(raw):
+        kind = raw[i]
+        if kind == 0:
+            out.append(("eol", None))
+            break
+        if kind == 1:
+            out.append(("nop", None))
+            i += 1
+            continue
+        size = raw[i + 1] if i + 1 < len(raw) else 2
+        body = raw[i + 2:i + size]
+        if kind == 2:
+            out.append(("mss", int.from_bytes(body, "big")))
+        elif kind == 3:
+            out.append(("wscale", body[0]))
+        elif kind == 4:
+            out.append(("sackOK", None))
+        elif kind == 5:
+            out.append(("sack", [(int.from_bytes(body[j:j + 4], "big"), int.from_bytes(body[j + 4:j + 8], "big"))
+                                 for j in range(0, len(body), 8)]))
+        elif kind == 8:
+            out.append(("TS", (int.from_bytes(body[:4], "big"), int.from_bytes(body[4:8], "big"))))
+        i += max(size, 2)
+    return out
+
+
+def run_script(script: Script, tolerance: float | None = None, relaxed: bool = False) -> Result:
+    return Runner(script, tolerance, relaxed).run()
