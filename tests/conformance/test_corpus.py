@@ -45,7 +45,8 @@ def test_cli_prints_one_line_per_script_and_a_summary() -> None:
                             timeout=120)
     lines = result.stdout.strip().splitlines()
     assert result.returncode == 1
-    assert [line.split()[0] for line in lines[:-1]] == ["PASS", "PASS", "FAIL"][:len(scripts)]
+    assert [line.split()[0] for line in lines[:-1]] == ["PASS"] * (len(scripts) - 1) + ["FAIL"]
+    assert lines[-2].startswith(f"FAIL {BROKEN[0]}:")
     assert lines[-1] == f"{len(scripts) - 1} passed, 1 failed"
 
 
