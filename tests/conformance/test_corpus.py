@@ -51,4 +51,4 @@ def test_cli_prints_one_line_per_script_and_a_summary() -> None:
 
 
 def test_corpus_is_large_enough() -> None:
-    assert len(CORPUS) >= 1 and len(BROKEN) >= 1
+    assert len(CORPUS) >= 60 and len(BROKEN) >= 5

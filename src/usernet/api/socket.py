@@ -305,9 +305,12 @@ class Socket:
 
     def _apply_options(self) -> None:
         conn = self._conn
+        opts = self._options
+        if self._listener is not None:  # what accepted connections inherit (like Linux)
+            self._listener.rcvbuf = opts.get("rcvbuf")
+            self._listener.sndbuf = opts.get("sndbuf")
         if conn is None:
             return
-        opts = self._options
         if "nodelay" in opts:
             conn.nodelay = bool(opts["nodelay"])
         if "keepalive" in opts:
@@ -471,6 +474,7 @@ class Socket:
                 raise
             listener.on_event = self._on_event
             self._listener = listener
+            self._apply_options()
 
     def accept(self) -> tuple[Socket, tuple[str, int]]:
         self._check_open()

@@ -101,8 +101,10 @@ def _strip_comments(text: str) -> str:
     out = []
     for line in text.split("\n"):
         # A // inside a backtick command or a %{ }% block is code, not a comment.
-        if "`" not in line and "%{" not in line:
-            line = line.split("//", 1)[0]
+        comment = line.find("//")
+        code = min((i for i in (line.find("`"), line.find("%{")) if i >= 0), default=-1)
+        if comment >= 0 and (code < 0 or comment < code):
+            line = line[:comment]
         out.append(line)
     return "\n".join(out)
 

@@ -43,6 +43,7 @@ _CONSTANTS: dict[str, int] = {
     "SHUT_RD": 0, "SHUT_WR": 1, "SHUT_RDWR": 2, "F_GETFL": 3, "F_SETFL": 4, "O_RDWR": 2, "O_NONBLOCK": 0o4000,
     "POLLIN": 1, "POLLPRI": 2, "POLLOUT": 4, "POLLERR": 8, "POLLHUP": 16, "POLLNVAL": 32, "POLLRDHUP": 0x2000,
     "MSG_PEEK": _socket.MSG_PEEK, "MSG_DONTWAIT": _socket.MSG_DONTWAIT,
+    **{name: code for code, name in errno_mod.errorcode.items()},
 }
 
 
@@ -62,19 +63,29 @@ class Result:
 
 
 class _TrackingCondition(threading.Condition):
-    """A condition that knows which threads are waiting on it (i.e. blocked in a socket call)."""
+    """A condition that knows which threads are blocked on it: a thread counts as blocked only if
+    it started waiting after the last notification (a notified thread is about to run again)."""
 
     def __init__(self, lock: threading.RLock) -> None:
         super().__init__(lock)
-        self.waiting: set[int] = set()
+        self.waiting: dict[int, int] = {}
+        self.generation = 0
 
     def wait(self, timeout: float | None = None) -> bool:
         me = threading.get_ident()
-        self.waiting.add(me)
+        self.waiting[me] = self.generation
         try:
             return super().wait(timeout)
         finally:
-            self.waiting.discard(me)
+            self.waiting.pop(me, None)
+
+    def notify_all(self) -> None:
+        self.generation += 1
+        super().notify_all()
+
+    def blocked(self, ident: int) -> bool:
+        started = self.waiting.get(ident)
+        return started is not None and started == self.generation
 
 
 class VirtualHost:
@@ -182,7 +193,8 @@ class Runner:
         """Wait (real time, briefly) until every running call has returned or blocked."""
         deadline = time.monotonic() + 5.0
         while time.monotonic() < deadline:
-            busy = [c for c in self.calls if not c.done and c.ident not in self.host._cond.waiting]
+            with self.host._lock:
+                busy = [c for c in self.calls if not c.done and not self.host._cond.blocked(c.ident)]
             if not busy:
                 break
             time.sleep(0.0002)
@@ -264,7 +276,7 @@ class Runner:
             raise Failure(line, f"expected a TCP packet, got {self.describe(packet)}")
         raw_tcp = bytes(header.payload)
         seg = tcpwire.parse(raw_tcp)
-        if self.our_isn is None and seg.flags & SYN:
+        if seg.flags & SYN:  # every handshake of ours sets the base of relative sequence numbers
             self.our_isn = seg.seq
             if not seg.flags & ACK:
                 self.local_port, self.remote_port = seg.sport, seg.dport
@@ -470,6 +482,8 @@ class Runner:
         name = call.name
         host = self.host
 
+        if name == "poll":
+            return self.make_poll(event, call)
         if name == "socket":
             def do_socket() -> int:
                 sock = host.socket(args[0] if isinstance(args[0], int) else 2, args[1], 0)
@@ -541,28 +555,29 @@ class Runner:
                 sock.setblocking(not (args[2] & _CONSTANTS["O_NONBLOCK"]))
                 return 0
             return do_fcntl
-        if name == "poll":
-            def do_poll() -> int:
-                ready = 0
-                for item in call.args[0]:
-                    target = self.sock(event, item["fd"])
-                    mask = 0
-                    if target._readable_now():
-                        mask |= _CONSTANTS["POLLIN"]
-                    if target._writable_now():
-                        mask |= _CONSTANTS["POLLOUT"]
-                    conn = target._conn
-                    if conn is not None and conn.error is not None:
-                        mask |= _CONSTANTS["POLLERR"]
-                    if conn is not None and conn.eof and conn.fin_queued:
-                        mask |= _CONSTANTS["POLLHUP"]
-                    want = self.value(item.get("revents", 0)) if item.get("revents") is not None else None
-                    if want is not None and mask & want != want:
-                        raise OSError(errno_mod.EIO, f"poll revents {mask:#x} lack {want:#x}")
-                    ready += bool(mask & (self.value(item.get("events", 0)) | 0x38))
-                return ready
-            return do_poll
         raise Failure(event.line, f"unsupported system call {name}()")
+
+    def make_poll(self, event: Event, call: SyscallEvent) -> Callable[[], Any]:
+        def do_poll() -> int:
+            ready = 0
+            for item in call.args[0]:
+                target = self.sock(event, item["fd"])
+                mask = 0
+                if target._readable_now():
+                    mask |= _CONSTANTS["POLLIN"]
+                if target._writable_now():
+                    mask |= _CONSTANTS["POLLOUT"]
+                conn = target._conn
+                if conn is not None and conn.error is not None:
+                    mask |= _CONSTANTS["POLLERR"]
+                if conn is not None and conn.eof and conn.fin_queued:
+                    mask |= _CONSTANTS["POLLHUP"]
+                want = self.value(item.get("revents", 0)) if item.get("revents") is not None else None
+                if want is not None and mask & want != want:
+                    raise OSError(errno_mod.EIO, f"poll revents {mask:#x} lack {want:#x}")
+                ready += bool(mask & (self.value(item.get("events", 0)) | 0x38))
+            return ready
+        return do_poll
 
     # ----------------------------------------------------------------- %{ }% blocks
 
@@ -630,4 +645,8 @@ def _options_list(segment: bytes) -> list[tuple[str, Any]]:
 
 
 def run_script(script: Script, tolerance: float | None = None, relaxed: bool = False) -> Result:
-    return Runner(script, tolerance, relaxed).run()
+    runner = Runner(script, tolerance, relaxed)
+    try:
+        return runner.run()
+    except Exception as err:  # the runner's own bug, or a stack bug that escaped: a failure, never a crash
+        return Result(script.path, False, 0, f"internal error: {type(err).__name__}: {err}", runner.notes)

@@ -320,6 +320,8 @@ class TcpConnection:
                 sack_permitted=config.sack, ts=(self._ts_now(now), 0) if config.timestamps else None)
         window = min(self.rcvbuf, 0xFFFF)
         self.rcv_adv = self.rcv_nxt + window
+        if ack:
+            self.last_ack_sent = self.rcv_nxt  # RFC 7323 4.3 needs it for the ACK that completes the handshake
         self.layer.transmit(self, wire(self.iss), wire(self.rcv_nxt) if ack else 0, SYN | (ACK if ack else 0),
                             window, options, b"")
         self.snd_nxt = self.snd_max = self.iss + 1

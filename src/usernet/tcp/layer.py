@@ -48,6 +48,8 @@ class TcpListener:
         self.closed = False
         self.state = LISTEN
         self.dropped_syns = 0
+        self.rcvbuf: int | None = None  # SO_RCVBUF set on the listening socket, inherited by children
+        self.sndbuf: int | None = None
 
     @property
     def readable(self) -> bool:
@@ -167,6 +169,10 @@ class TcpLayer:
         conn = TcpConnection(self, local, remote, self._isn(local, remote, now), self.config, now,
                              self._mss_limit(src))
         conn.listener = listener  # type: ignore[assignment]
+        if listener.rcvbuf is not None:
+            conn.rcvbuf = listener.rcvbuf
+        if listener.sndbuf is not None:
+            conn.sndbuf = listener.sndbuf
         listener.half_open.add(conn)
         self.connections[(dst, seg.dport, src, seg.sport)] = conn
         self.counters["passive_opens"] += 1
