@@ -52,3 +52,15 @@ def test_cli_prints_one_line_per_script_and_a_summary() -> None:
 
 def test_corpus_is_large_enough() -> None:
     assert len(CORPUS) >= 60 and len(BROKEN) >= 5
+
+
+RELAXED = sorted(glob.glob(os.path.join(HERE, "relaxed", "*.pkt")))
+
+
+@pytest.mark.parametrize("path", RELAXED, ids=[os.path.basename(p) for p in RELAXED])
+def test_linux_style_script_passes_only_relaxed(path: str) -> None:
+    strict = run(path)
+    assert not strict.passed
+    relaxed = run(path, relaxed=True)
+    assert relaxed.passed, f"{relaxed.line}: {relaxed.message}"
+    assert any("shell command skipped" in note for note in relaxed.notes)

@@ -119,9 +119,9 @@ def _parse_time(token: str) -> Time:
     start = float(first.lstrip("+") or 0)
     end = None
     if len(parts) == 2:
+        # As packetdrill: after a relative start the end is relative to the previous event too
+        # ("+0...0.100" ends 100 ms after the previous event); after an absolute start, absolute.
         end = float(parts[1].lstrip("+"))
-        if parts[1].startswith("+"):
-            end += start
     return Time(kind, start, end, blocking)
 
 
@@ -153,6 +153,9 @@ def parse_script(text: str, path: str = "<script>") -> Script:
         if chunk.startswith("--"):
             key, _, value = chunk[2:].partition("=")
             options[key.strip().replace("-", "_")] = value.strip()
+            continue
+        if chunk.startswith("`"):  # a shell command with no time: at the previous event's time
+            events.append(Event(line_no, Time("relative", 0.0), "shell", text=chunk.strip("`")))
             continue
         if chunk.startswith("%{"):  # a python block with no time: runs at the previous event's time
             events.append(Event(line_no, Time("relative", 0.0), "python", text=chunk[2:].rsplit("}%", 1)[0]))

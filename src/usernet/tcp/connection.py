@@ -107,7 +107,8 @@ class TcpConnection:
         self.rtt_sent = 0.0
         self.delack_deadline: float | None = None
         self.ack_now = False
-        self.unacked_segments = 0
+        self.unacked_bytes = 0          # received since our last ACK
+        self.rcv_mss = 0                # estimate of the peer's segment size (Linux's rcv_mss)
         self.persist_deadline: float | None = None
         self.persist_backoff = 0
         self.timewait_deadline: float | None = None
@@ -664,8 +665,11 @@ class TcpConnection:
             self.layer.counters["bytes_received"] += len(data)
             # RFC 9293 3.8.6.3 / RFC 5681 4.2: ACK at least every second full segment; at once
             # when a hole is filled.
-            self.unacked_segments += 1
-            if filled_hole or self.unacked_segments >= 2 or len(data) < self.mss and self.ack_now:
+            # RFC 5681 4.2: ACK at least every second full-sized segment, counted in bytes so one
+            # large segment (GRO, a peer with a smaller MSS) counts as what it is.
+            self.unacked_bytes += len(data)
+            self.rcv_mss = max(self.rcv_mss or self.mss, min(len(data), self.mss_limit))
+            if filled_hole or self.unacked_bytes >= 2 * self.rcv_mss:
                 self.ack_now = True
             elif self.delack_deadline is None:
                 self.delack_deadline = now + self.config.delayed_ack
@@ -731,7 +735,7 @@ class TcpConnection:
             self.last_ack_sent = self.rcv_nxt
             self.ack_now = False
             self.delack_deadline = None
-            self.unacked_segments = 0
+            self.unacked_bytes = 0
 
     def _send_ack(self, now: float) -> None:
         # A pure ACK carries the next *new* sequence number, not snd_nxt: after an RTO snd_nxt
