@@ -452,3 +452,30 @@ def test_forged_or_stale_cookie_ack_gets_rst() -> None:
     h.take()  # (the half-open connection's SYN-ACK retransmissions)
     h.inject(ACK, 1, 1)
     assert h.one().flags == RST and listener.accept() is None
+
+
+def test_orphaned_fin_wait_2_times_out() -> None:
+    h = Harness(fin_timeout=10.0)
+    _, conn = h.passive_open()
+    conn.close()
+    h.at(0.0)
+    h.take()
+    h.inject(ACK, 1, 2)
+    assert conn.state == "FIN-WAIT-2"
+    h.at(9.9)
+    assert conn.state == "FIN-WAIT-2"
+    h.at(10.0)
+    assert conn.state == "CLOSED" and not h.layer.connections
+
+
+def test_half_closed_fin_wait_2_waits_for_the_peer() -> None:
+    h = Harness(fin_timeout=10.0)
+    _, conn = h.passive_open()
+    conn.shutdown_write()  # still readable: no orphan timeout
+    h.at(0.0)
+    h.take()
+    h.inject(ACK, 1, 2)
+    h.at(100.0)
+    assert conn.state == "FIN-WAIT-2"
+    h.inject(ACK | PSH, 1, 2, payload=b"late")
+    assert conn.recv(10) == b"late"

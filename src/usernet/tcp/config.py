@@ -17,6 +17,7 @@ class TcpConfig:
     data_retries: int = 15            # Linux tcp_retries2
     delayed_ack: float = 0.04         # RFC 9293 3.8.6.3: under 500 ms; Linux's minimum is 40 ms
     msl: float = 30.0                 # TIME-WAIT lasts 2 * msl (Linux: 60 s)
+    fin_timeout: float = 60.0         # an orphaned FIN-WAIT-2 connection is dropped after this (Linux)
     keepalive_idle: float = 7200.0    # RFC 1122 4.2.3.6 default, TCP_KEEPIDLE
     keepalive_interval: float = 75.0  # TCP_KEEPINTVL
     keepalive_count: int = 9          # TCP_KEEPCNT

@@ -579,6 +579,10 @@ class TcpConnection:
         if fin_acked:
             if state == FIN_WAIT_1:
                 self.state = FIN_WAIT_2
+                if self.user_closed:
+                    # Nobody can read any more: do not wait forever for the peer's FIN (an orphan
+                    # in FIN-WAIT-2, Linux's tcp_fin_timeout). The TIME-WAIT timer serves.
+                    self.timewait_deadline = now + self.config.fin_timeout
             elif state == CLOSING:
                 self._enter_time_wait(now)
             elif state == LAST_ACK:
