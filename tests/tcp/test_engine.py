@@ -479,3 +479,29 @@ def test_half_closed_fin_wait_2_waits_for_the_peer() -> None:
     assert conn.state == "FIN-WAIT-2"
     h.inject(ACK | PSH, 1, 2, payload=b"late")
     assert conn.recv(10) == b"late"
+
+
+def test_limited_transmit_sends_new_data_on_early_dupacks() -> None:
+    h = Harness()
+    _, conn = h.passive_open()
+    conn.send(b"L" * 1460 * 20)
+    h.at(0.1)
+    assert len(h.take()) == 10  # the initial window
+    h.inject(ACK, 1, 1)  # first duplicate ACK
+    new = h.take()
+    assert len(new) == 1 and h.rel_seq(new[0]) == 1 + 10 * 1460  # RFC 3042: one new segment
+    h.inject(ACK, 1, 1)
+    assert h.rel_seq(h.one()) == 1 + 11 * 1460
+    assert h.layer.counters["fast_retransmits"] == 0
+
+
+def test_early_retransmit_with_little_in_flight() -> None:
+    h = Harness()
+    _, conn = h.passive_open()
+    conn.send(b"E" * 2920)  # two segments, nothing more to send
+    h.at(0.1)
+    assert len(h.take()) == 2
+    h.inject(ACK, 1, 1)  # one dupack is all the receiver can send (RFC 5827: threshold 1)
+    resent = h.one()
+    assert h.rel_seq(resent) == 1 and len(resent.payload) == 1460
+    assert h.layer.counters["fast_retransmits"] == 1

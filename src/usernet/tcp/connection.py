@@ -126,6 +126,7 @@ class TcpConnection:
         self.in_recovery = False
         self.recover = iss
         self.rexmit_next = 0
+        self.una_rexmit_at: float | None = None  # when the first hole was last retransmitted
         # User-facing state
         self.nodelay = False
         self.sndbuf = config.sndbuf
@@ -554,16 +555,18 @@ class TcpConnection:
             counters["bytes_acked"] += acked
             self.layer.mark_dirty(self)
         elif ack == self.snd_una and self.snd_max > self.snd_una and data_len == 0 and \
-                window == self.snd_wnd and not seg.flags & FIN:
-            # A duplicate ACK (RFC 5681 2).
+                window == self.snd_wnd and window and not seg.flags & FIN:
+            # A duplicate ACK (RFC 5681 2; answers to zero-window probes are not).
             self.dupacks += 1
             counters["dupacks"] += 1
             if self.in_recovery:
                 self.cc.cwnd += self.mss  # inflate (RFC 5681 3.2 step 4)
                 self._retransmit_hole(now)
                 self.layer.mark_dirty(self)
-            elif self.dupacks == 3 or (self.sack_ok and self._sacked_bytes() >= 3 * self.mss):
+            elif self.dupacks >= self._dupthresh() or (self.sack_ok and self._sacked_bytes() >= 3 * self.mss):
                 self._enter_recovery(now)
+            else:
+                self.layer.mark_dirty(self)  # Limited Transmit (RFC 3042) may send new data
         # Window update (RFC 9293 3.10.7.4, fifth step).
         if self.snd_wl1 < seq or (self.snd_wl1 == seq and self.snd_wl2 <= ack):
             if window > self.snd_wnd:
@@ -587,6 +590,14 @@ class TcpConnection:
                 self._enter_time_wait(now)
             elif state == LAST_ACK:
                 self._enter_closed()
+
+    def _dupthresh(self) -> int:
+        """3, or fewer with little in flight and nothing new to send (Early Retransmit, RFC 5827)."""
+        outstanding = -(-(self.snd_max - self.snd_una) // self.mss)
+        unsent = self.buf_seq + len(self.send_buf) - self.snd_max
+        if outstanding < 4 and (unsent <= 0 or self.snd_wnd <= self.snd_max - self.snd_una):
+            return max(1, outstanding - 1)
+        return 3
 
     def _sacked_bytes(self) -> int:
         return sum(e - s for s, e in self.sacked)
@@ -623,6 +634,15 @@ class TcpConnection:
 
     def _retransmit_hole(self, now: float, force: bool = False) -> None:
         """Retransmit the next range not known to have arrived (RFC 6675 NextSeg, simplified)."""
+        if self.sacked and self.una_rexmit_at is not None and self.srtt is not None and \
+                now - self.una_rexmit_at > 1.25 * self.srtt + 0.002:
+            # SACKs keep arriving for data sent after our retransmission of the first hole, so
+            # that retransmission was lost too (the time-based idea of RACK, RFC 8985): resend it
+            # now rather than waiting for the RTO.
+            self.layer.counters["lost_retransmits"] += 1
+            self.rexmit_next = self.snd_una
+            self.una_rexmit_at = None
+            force = True
         start = max(self.rexmit_next, self.snd_una)
         for s, e in self.sacked:
             if s <= start < e:
@@ -642,6 +662,8 @@ class TcpConnection:
                 return
         self._send_range(start, end, now, retransmission=True)
         self.rexmit_next = end
+        if start == self.snd_una:
+            self.una_rexmit_at = now
 
     # ----------------------------------------------------------------- receiving
 
@@ -789,7 +811,10 @@ class TcpConnection:
         buf_end = self.buf_seq + len(self.send_buf)
         fin_end = buf_end + 1 if self.fin_queued else buf_end
         while self.snd_nxt < fin_end:
-            window_end = self.snd_una + min(self.cc.cwnd, self.snd_wnd)
+            cwnd = self.cc.cwnd
+            if self.dupacks and not self.in_recovery:
+                cwnd += min(self.dupacks, 2) * mss  # Limited Transmit (RFC 3042): one new segment per dupack
+            window_end = self.snd_una + min(cwnd, self.snd_wnd)
             unsent = buf_end - self.snd_nxt
             if unsent <= 0:
                 # Only the FIN is left (RFC 9293 3.10.4): it may go regardless of the window.
