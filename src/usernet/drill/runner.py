@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno as errno_mod
 import random
+import re
 import socket as _socket
 import threading
 import time
@@ -237,7 +238,7 @@ class Runner:
                     assert event.syscall is not None
                     self.syscall(event, event.syscall, when, end)
                 elif event.kind == "shell":
-                    self.notes.append(f"line {event.line}: shell command skipped: {event.text.strip()[:60]}")
+                    self.shell(event)
                 elif event.kind == "python":
                     self.python(event)
             self.check_calls()
@@ -608,6 +609,30 @@ class Runner:
                 ready += bool(mask & (self.value(item.get("events", 0)) | 0x38))
             return ready
         return do_poll
+
+    # ----------------------------------------------------------------- shell lines
+
+    def shell(self, event: Event) -> None:
+        """Shell commands are not run. The Linux sysctls that scripts use to switch TCP features
+        are honoured (they configure this host's TCP); anything else is skipped with a note."""
+        applied = []
+        config = self.stack.tcp.config
+        for name, value in re.findall(r"net\.ipv4\.(tcp_\w+)=(\d+)", event.text):
+            number = int(value)
+            if name == "tcp_syncookies":
+                config.syn_cookies = number != 0
+                if number == 2:  # Linux: cookies for every SYN
+                    config.syn_backlog = 0
+            elif name in ("tcp_timestamps", "tcp_sack", "tcp_window_scaling"):
+                setattr(config, {"tcp_timestamps": "timestamps", "tcp_sack": "sack",
+                                 "tcp_window_scaling": "window_scaling"}[name], bool(number))
+            else:
+                continue
+            applied.append(f"{name}={number}")
+        if applied:
+            self.notes.append(f"line {event.line}: applied {', '.join(applied)}")
+        else:
+            self.notes.append(f"line {event.line}: shell command skipped: {event.text.strip()[:60]}")
 
     # ----------------------------------------------------------------- %{ }% blocks
 
