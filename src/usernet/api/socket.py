@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import errno
 import io
-import os
 import socket as _socket
 import struct
 import time
 from typing import TYPE_CHECKING, Any
 
 from usernet.api.readiness import ReadinessFd
+from usernet.errors import os_error as _err
 from usernet.wire import ipv4
 
 if TYPE_CHECKING:
@@ -29,8 +29,6 @@ _TYPE_MASK = ~(getattr(_socket, "SOCK_NONBLOCK", 0) | getattr(_socket, "SOCK_CLO
 _TCP_USER_TIMEOUT = getattr(_socket, "TCP_USER_TIMEOUT", 18)
 
 
-def _err(code: int, cls: type[OSError] = OSError) -> OSError:
-    return cls(code, os.strerror(code))
 
 
 def _parse_address(address: Any, allow_any: bool = True) -> tuple[int, int]:
@@ -169,7 +167,7 @@ class Socket:
             return
         timeout = self._timeout
         if timeout == 0.0:
-            raise _err(errno.EAGAIN, BlockingIOError)
+            raise _err(errno.EAGAIN)
         host = self._host
         end = None if timeout is None else time.monotonic() + timeout
         cond = host._cond
@@ -515,7 +513,7 @@ class Socket:
                 if self._listener is not None:
                     raise _err(errno.EINVAL)
                 if port == 0:
-                    raise _err(errno.ECONNREFUSED, ConnectionRefusedError)
+                    raise _err(errno.ECONNREFUSED)
                 stack = host.stack
                 stack.next_hop(addr)
                 layer = self._tcp()
@@ -530,7 +528,7 @@ class Socket:
                 raise _err(errno.EISCONN)
             if self._timeout == 0.0:
                 if conn.state == "SYN-SENT":
-                    raise _err(errno.EINPROGRESS, BlockingIOError)
+                    raise _err(errno.EINPROGRESS)
             try:
                 self._wait(lambda: conn.state != "SYN-SENT" and conn.state != "SYN-RECEIVED",
                            operation="timed out")
@@ -585,13 +583,13 @@ class Socket:
             return self._udp_send(memoryview(data), endpoint.remote_addr, endpoint.remote_port)
         conn = self._conn
         if conn is None:
-            raise _err(errno.EPIPE, BrokenPipeError)  # what Linux answers for a never-connected socket
+            raise _err(errno.EPIPE)  # what Linux answers for a never-connected socket
         view = memoryview(data).cast("B")
         host = self._host
         with host._cond:
             nonblocking = flags & _socket.MSG_DONTWAIT
             if nonblocking and not conn.writable:
-                raise _err(errno.EAGAIN, BlockingIOError)
+                raise _err(errno.EAGAIN)
             self._wait(lambda: conn.writable or conn.error is not None)
             if conn.error is not None:
                 err, conn.error = conn.error, None
@@ -601,7 +599,7 @@ class Socket:
             try:
                 sent = conn.send(view)
             except BrokenPipeError:
-                raise _err(errno.EPIPE, BrokenPipeError) from None
+                raise _err(errno.EPIPE) from None
             host.kick()
             self._update_readiness()
             return sent
@@ -649,7 +647,7 @@ class Socket:
             if self._read_shut and not conn.rcv_buf:
                 return b""
             if flags & _socket.MSG_DONTWAIT and not conn.readable:
-                raise _err(errno.EAGAIN, BlockingIOError)
+                raise _err(errno.EAGAIN)
             self._wait(lambda: conn.readable or self._read_shut)
             if flags & _socket.MSG_PEEK:
                 if conn.rcv_buf:
@@ -709,7 +707,7 @@ class Socket:
         host = self._host
         with host._cond:
             if flags & _socket.MSG_DONTWAIT and not endpoint.readable:
-                raise _err(errno.EAGAIN, BlockingIOError)
+                raise _err(errno.EAGAIN)
             self._wait(lambda: endpoint.readable)
             err = endpoint.take_error()
             if err is not None:

@@ -14,6 +14,7 @@ import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from usernet.errors import os_error
 from usernet.stack.arp import ArpConfig, NeighbourCache, Pending
 from usernet.stack.counters import Counters
 from usernet.stack.reassembly import Reassembler, ReassemblyConfig
@@ -27,14 +28,6 @@ log = logging.getLogger("usernet.stack")
 ETH_HLEN = ethernet.HEADER_LEN
 IP_HLEN = ipv4.HEADER_LEN
 _ETH_IPV4 = ethernet.ETHERTYPE_IPV4.to_bytes(2, "big")
-
-
-class StackError(OSError):
-    """API misuse or an unroutable request, with the errno the socket module would use."""
-
-
-def _oserror(code: int, text: str | None = None) -> OSError:
-    return OSError(code, text or errno.errorcode.get(code, "error"))
 
 
 @dataclass(slots=True)
@@ -157,7 +150,7 @@ class Stack:
                 return via
         if self.gateway:
             return self.gateway
-        raise _oserror(errno.ENETUNREACH, "Network is unreachable")
+        raise os_error(errno.ENETUNREACH, "Network is unreachable")
 
     def is_local(self, address: int) -> bool:
         return address == self.addr and address != 0
@@ -402,9 +395,9 @@ class Stack:
             self._send_to_neighbour(next_hop, packet)
             return
         if dont_fragment:
-            raise _oserror(errno.EMSGSIZE, "Message too long")
+            raise os_error(errno.EMSGSIZE, "Message too long")
         if IP_HLEN + length > ipv4.MAX_PACKET:
-            raise _oserror(errno.EMSGSIZE, "Message too long")
+            raise os_error(errno.EMSGSIZE, "Message too long")
         chunk = (mtu - IP_HLEN) & ~7
         ident = self._next_ident()
         view = memoryview(payload)
@@ -536,7 +529,7 @@ class Stack:
             if ident not in self.echo_endpoints:
                 endpoint = self.echo_endpoints[ident] = EchoEndpoint(ident)
                 return endpoint
-        raise _oserror(errno.EAGAIN, "no free ICMP identifier")
+        raise os_error(errno.EAGAIN, "no free ICMP identifier")
 
     def echo_close(self, endpoint: EchoEndpoint) -> None:
         endpoint.closed = True
@@ -584,7 +577,7 @@ class Stack:
     def udp_open(self, local_addr: int = 0, local_port: int = 0, reuse: bool = False) -> UdpEndpoint:
         """Bind a UDP endpoint; port 0 picks an ephemeral port from the RNG."""
         if local_addr and local_addr != self.addr and local_addr != 0xFFFFFFFF:
-            raise _oserror(errno.EADDRNOTAVAIL, "Cannot assign requested address")
+            raise os_error(errno.EADDRNOTAVAIL, "Cannot assign requested address")
         if local_port == 0:
             local_port = self._ephemeral_port(self.udp_ports)
         elif not 0 < local_port < 0x10000:
@@ -592,7 +585,7 @@ class Stack:
         existing = self.udp_ports.get(local_port)
         # SO_REUSEADDR on UDP (Linux): several sockets may share a port if every one of them asked.
         if existing and not (reuse and all(e.reuse for e in existing)):
-            raise _oserror(errno.EADDRINUSE, "Address already in use")
+            raise os_error(errno.EADDRINUSE, "Address already in use")
         endpoint = UdpEndpoint(local_addr, local_port)
         endpoint.reuse = reuse
         self.udp_ports.setdefault(local_port, []).append(endpoint)
@@ -608,9 +601,9 @@ class Stack:
 
     def udp_send(self, endpoint: UdpEndpoint, data: bytes | bytearray | memoryview, dst: int, dport: int) -> None:
         if not 0 < dport < 0x10000:
-            raise _oserror(errno.EINVAL, "Invalid argument")
+            raise os_error(errno.EINVAL, "Invalid argument")
         if len(data) > 65507:
-            raise _oserror(errno.EMSGSIZE, "Message too long")
+            raise os_error(errno.EMSGSIZE, "Message too long")
         if (dst == 0xFFFFFFFF or (dst == self.broadcast and self.prefix)) and not endpoint.broadcast:
             raise PermissionError(errno.EACCES, "Permission denied")
         src = endpoint.local_addr if endpoint.local_addr and endpoint.local_addr != 0xFFFFFFFF else self.addr
@@ -624,7 +617,7 @@ class Stack:
             port = EPHEMERAL_LOW + (start + i) % span
             if port not in table:
                 return port
-        raise _oserror(errno.EADDRINUSE, "Address already in use")
+        raise os_error(errno.EADDRINUSE, "Address already in use")
 
 
 def _udp_errno(kind: int, code: int) -> int:

@@ -7,9 +7,10 @@ port unreachable on a connected endpoint becomes ECONNREFUSED, like Linux).
 
 from __future__ import annotations
 
-import errno
 from collections import deque
 from collections.abc import Callable
+
+from usernet.errors import os_error
 
 DEFAULT_RCVBUF = 212992  # Linux's default net.core.rmem_default
 EPHEMERAL_LOW = 32768
@@ -66,9 +67,7 @@ class UdpEndpoint:
         return err
 
     def set_error(self, code: int) -> None:
-        self.error = OSError(code, errno.errorcode.get(code, "error"))
-        if code == errno.ECONNREFUSED:
-            self.error = ConnectionRefusedError(code, "Connection refused")
+        self.error = os_error(code)
         if self.on_event is not None:
             self.on_event()
 

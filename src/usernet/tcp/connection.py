@@ -8,10 +8,10 @@ output function, and time is always passed in. Sequence numbers are absolute int
 from __future__ import annotations
 
 import errno
-import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from usernet.errors import os_error
 from usernet.tcp import congestion
 from usernet.tcp.config import TcpConfig
 from usernet.tcp.reassembly import OutOfOrder
@@ -42,13 +42,6 @@ _CAN_RECEIVE = frozenset((ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2))
 
 MAX_WSCALE = 14  # RFC 7323 2.3
 DEFAULT_MSS = 536  # RFC 9293 3.7.1 when the peer sends no MSS option
-
-
-def _error(code: int) -> OSError:
-    kinds: dict[int, type[OSError]] = {errno.ECONNREFUSED: ConnectionRefusedError,
-                                       errno.ECONNRESET: ConnectionResetError, errno.ETIMEDOUT: TimeoutError,
-                                       errno.EPIPE: BrokenPipeError, errno.ECONNABORTED: ConnectionAbortedError}
-    return kinds.get(code, OSError)(code, os.strerror(code))
 
 
 class TcpConnection:
@@ -169,7 +162,7 @@ class TcpConnection:
         if self.error is not None:
             raise self.error
         if self.fin_queued or self.state not in (_CAN_SEND | {SYN_SENT, SYN_RECEIVED}):
-            raise _error(errno.EPIPE)
+            raise os_error(errno.EPIPE)
         room = self.send_space
         if room <= 0:
             return 0
@@ -980,7 +973,7 @@ class TcpConnection:
         self._notify()
 
     def _fail(self, code: int) -> None:
-        self.error = _error(code)
+        self.error = os_error(code)
         self._enter_closed()
 
     def _enter_closed(self) -> None:

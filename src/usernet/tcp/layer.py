@@ -9,11 +9,11 @@ from __future__ import annotations
 import errno
 import hashlib
 import logging
-import os
 import random
 from collections import defaultdict, deque
 from collections.abc import Callable
 
+from usernet.errors import os_error
 from usernet.tcp import syncookies
 from usernet.tcp.config import TcpConfig
 from usernet.tcp.connection import CLOSED, LISTEN, SYN_RECEIVED, TIME_WAIT, TcpConnection
@@ -28,10 +28,6 @@ EPHEMERAL_LOW = 32768
 EPHEMERAL_HIGH = 60999
 
 Key = tuple[int, int, int, int]  # local addr, local port, remote addr, remote port
-
-
-def _oserror(code: int) -> OSError:
-    return OSError(code, os.strerror(code))
 
 
 class TcpListener:
@@ -356,12 +352,12 @@ class TcpLayer:
                     return port
             elif not self.port_in_use(local_addr, port):
                 return port
-        raise _oserror(errno.EADDRNOTAVAIL)
+        raise os_error(errno.EADDRNOTAVAIL)
 
     def listen(self, addr: int, port: int, backlog: int) -> TcpListener:
         if (addr, port) in self.listeners or (0, port) in self.listeners or (addr == 0 and any(
                 p == port for _, p in self.listeners)):
-            raise _oserror(errno.EADDRINUSE)
+            raise os_error(errno.EADDRINUSE)
         listener = TcpListener(self, addr, port, backlog)
         self.listeners[(addr, port)] = listener
         return listener
@@ -374,7 +370,7 @@ class TcpLayer:
         existing = self.connections.get(key)
         if existing is not None:
             if existing.state != TIME_WAIT:
-                raise _oserror(errno.EADDRINUSE)
+                raise os_error(errno.EADDRINUSE)
             existing._enter_closed()
         self.now = now
         conn = TcpConnection(self, (local_addr, local_port), (remote_addr, remote_port),
