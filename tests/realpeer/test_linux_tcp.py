@@ -184,3 +184,21 @@ def test_echo_under_impairment(veth: Veth) -> None:
     assert echo["ok"] and echo["bytes"] == 5_000_000
     code, summary = stop(proc)
     assert code == 0 and "retransmitted segments" in summary
+
+
+def test_usernet_nc_udp_against_linux(veth: Veth) -> None:
+    echo = subprocess.Popen(["ip", "netns", "exec", veth.peer_ns, sys.executable, "-c",
+                             "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+                             f"s.bind(('{PEER_IP}', 7007))\n"
+                             "while True:\n    d, a = s.recvfrom(65535)\n    s.sendto(d.upper(), a)\n"])
+    veth.procs.append(echo)  # type: ignore[arg-type]
+    time.sleep(0.5)
+    nc = subprocess.Popen(veth.usernet_cmd("nc", "-u", "--iface", veth.usernet_if, "--addr", f"{USERNET_IP}/24",
+                                           PEER_IP, "7007"), stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    veth.procs.append(nc)  # type: ignore[arg-type]
+    assert nc.stdin is not None and nc.stdout is not None
+    nc.stdin.write(b"datagram over usernet\n")
+    nc.stdin.flush()
+    assert nc.stdout.read(len(b"DATAGRAM OVER USERNET\n")) == b"DATAGRAM OVER USERNET\n"
+    nc.terminate()
+    nc.wait(timeout=10)
