@@ -41,3 +41,9 @@ def test_demo_runs_without_root_or_devices() -> None:
     assert "ARP who-has 10.0.0.2 tell 10.0.0.1" in result.stdout
     assert "ConnectionRefusedError" in result.stdout
     assert "counters: bob" in result.stdout
+
+
+def test_dhcp_flag_says_it_is_not_available_yet() -> None:
+    result = run("up", "--iface", "lo", "--dhcp")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

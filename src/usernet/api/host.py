@@ -42,6 +42,9 @@ class Host:
                  pcap: str | os.PathLike[str] | None = None, trace: bool | Any = False,
                  impair: str | dict[str, Any] | None = None, seed: int | None = None,
                  name: str | None = None, stack_config: StackConfig | None = None) -> None:
+        if dhcp:
+            # The contract reserves the flag; until the DHCP client lands it must say so, not hang.
+            raise ValueError("dhcp=True: the DHCP client is not implemented yet; give addr=")
         self.seed = seed
         self.rng = random.Random(seed)
         self.name = name or getattr(link, "name", "host")
@@ -99,10 +102,6 @@ class Host:
             return
         self._thread = threading.Thread(target=self._run, name=f"usernet-{self.name}", daemon=True)
         self._thread.start()
-        if self.dhcp:
-            from usernet.apps.dhcp_client import run_dhcp  # type: ignore[import-not-found]
-
-            run_dhcp(self)
 
     def close(self) -> None:
         """Close every socket, stop the runtime thread, release the link. Idempotent."""

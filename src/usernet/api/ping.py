@@ -53,6 +53,9 @@ def ping(host: Host, dst: str, *, count: int = 1, interval: float = 1.0, size: i
                     sent_at[seq] = time.monotonic()
                     payloads[seq] = data
                     rtts.append(None)
+                    if seq >= 4096:  # bounded memory for an endless ping: forget long-gone requests
+                        sent_at.pop(seq - 4096, None)
+                        payloads.pop(seq - 4096, None)
                     try:
                         stack.echo_send(endpoint, target, seq & 0xFFFF, data)
                     except OSError as err:

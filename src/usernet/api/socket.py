@@ -259,7 +259,6 @@ class Socket:
         self._check_open()
         host = self._host
         with host._lock:
-            conn = self._conn
             if level == _socket.SOL_SOCKET:
                 if option == _socket.SO_REUSEADDR:
                     self._reuse = bool(value)
@@ -298,7 +297,6 @@ class Socket:
                     self._options[names[option]] = number
                     self._apply_options()
                     return
-            del conn
         raise _err(errno.ENOPROTOOPT)
 
     def _apply_options(self) -> None:
