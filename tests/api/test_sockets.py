@@ -355,3 +355,23 @@ def test_udp_sockets_exchange_and_refuse(hosts) -> None:
         client.send(b"nobody")
         with pytest.raises(ConnectionRefusedError):
             client.recv(10)
+
+
+def test_a_failing_link_does_not_stop_the_host() -> None:
+    switch = Switch()
+    port = switch.port()
+    calls = {"n": 0}
+    original = port.recv_batch
+
+    def flaky(max_frames: int = 64):
+        calls["n"] += 1
+        if calls["n"] in (3, 4):
+            raise OSError(errno.ENETDOWN, "Network is down")
+        return original(max_frames)
+
+    port.recv_batch = flaky  # type: ignore[method-assign]
+    with usernet.Host(port, addr=f"{A}/24") as a, usernet.Host(switch.port(), addr=f"{B}/24") as b:
+        for _ in range(3):
+            b.ping(A, count=1, timeout=0.3)
+        assert a.counters["link.rx_error"] == 2 and a.running
+        assert all(rtt is not None for rtt in b.ping(A, count=2, interval=0.05, timeout=1))

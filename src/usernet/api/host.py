@@ -145,6 +145,7 @@ class Host:
         wake_fd = self._wake_r
         stack = self.stack
         lock = self._lock
+        link_failed = False
         try:
             while not self._stopping:
                 with lock:
@@ -155,6 +156,9 @@ class Host:
                 timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
                 if timeout is None or timeout > 1.0:
                     timeout = 1.0  # bounded so a lost wake-up can never stall the host for long
+                if link_failed:
+                    link_failed = False
+                    time.sleep(0.1)
                 ready, _, _ = select.select((link_fd, wake_fd), (), (), timeout)
                 if self._stopping:
                     break
@@ -166,7 +170,15 @@ class Host:
                 with lock:
                     # Every ready frame first, then timers: one pass answers a whole burst.
                     while True:
-                        frames = link.recv_batch(_MAX_BATCH)
+                        try:
+                            frames = link.recv_batch(_MAX_BATCH)
+                        except OSError as err:
+                            # The device went down or away: count it and keep the host alive (the
+                            # wait below bounds the retry rate); sockets see it as silence.
+                            stack.counters["link.rx_error"] += 1
+                            log.warning("link %s receive failed: %s", link.name, err)
+                            link_failed = True
+                            break
                         if not frames:
                             break
                         now = time.monotonic()
