@@ -66,6 +66,8 @@ class Host:
         self._closed = False
         self._sockets: weakref.WeakSet[Socket] = weakref.WeakSet()
         self._services: list[Callable[[], None]] = []  # stop callbacks of `serve` helpers
+        # TCP segmentation offload: only a bare link that says it can (wrappers see every frame).
+        self.stack.gso_max = int(getattr(link, "gso_max", 0) or 0)
 
     @staticmethod
     def _wrap_link(link: Link, *, pcap: Any, trace: Any, impair: Any, seed: int | None) -> Link:
@@ -202,7 +204,10 @@ class Host:
         send = self.link.send
         for frame in frames:
             try:
-                send(frame)
+                if type(frame) is tuple:
+                    self.link.send_gso(*frame)  # type: ignore[attr-defined]
+                else:
+                    send(frame)
             except OSError as err:
                 self.stack.counters["link.tx_error"] += 1
                 log.debug("link send failed: %s", err)

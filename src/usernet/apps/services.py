@@ -28,6 +28,7 @@ def chargen_line(index: int) -> bytes:
 
 
 CHARGEN_BLOCK = b"".join(chargen_line(i) for i in range(95))  # one full rotation, 7,110 bytes
+_CHARGEN_STREAM = CHARGEN_BLOCK * 9  # 64 KB per send: whole rotations keep the pattern continuous
 
 
 def _udp_loop(sock: Socket, kind: str, stopped: threading.Event) -> None:
@@ -69,7 +70,7 @@ def _tcp_conn(conn: Any, kind: str, stopped: threading.Event) -> None:
         conn.settimeout(0.5)
         try:
             if kind == "chargen":
-                while not stopped.is_set() and _send_all(conn, CHARGEN_BLOCK, stopped):
+                while not stopped.is_set() and _send_all(conn, _CHARGEN_STREAM, stopped):
                     pass
                 return
             while not stopped.is_set():

@@ -13,6 +13,7 @@ import logging
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from usernet.errors import os_error
 from usernet.stack.arp import ArpConfig, NeighbourCache, Pending
@@ -77,7 +78,9 @@ class Stack:
         self.counters = Counters()
         self.neighbours = NeighbourCache(self.config.arp)
         self.reassembler = Reassembler(self.config.reassembly)
-        self.outbox: list[bytes | bytearray] = []
+        # Frames to send; a (frame, mss) pair is a TCP super-segment for a link that does TSO.
+        self.outbox: list[Any] = []
+        self.gso_max = 0  # set by the runtime when the link segments TCP for us
         self.udp_ports: dict[int, list[UdpEndpoint]] = {}
         self.echo_endpoints: dict[int, EchoEndpoint] = {}
         self.ip_ident = self.rng.randrange(0x10000)
@@ -107,7 +110,7 @@ class Stack:
             from usernet.tcp.layer import TcpLayer
         except ImportError:  # the TCP engine is optional while it is being built
             return None
-        return TcpLayer(rng=self.rng, output=self._tcp_output, mtu_for=self.mtu_for)
+        return TcpLayer(rng=self.rng, output=self._tcp_output, mtu_for=self.mtu_for, gso_for=self.gso_for)
 
     def set_address(self, cidr: str | None, now: float | None = None) -> None:
         """Configure (or with None, remove) the interface address; announces it with a gratuitous ARP."""
@@ -184,7 +187,7 @@ class Stack:
             counters["stack.internal_error"] += 1
             log.exception("internal error handling a frame: %s", bytes(frame[:64]).hex())
 
-    def poll(self, now: float) -> list[bytes | bytearray]:
+    def poll(self, now: float) -> list[Any]:
         """Run due timers; return (and forget) every frame waiting to be sent."""
         self._now = now
         self._run_timers(now)
@@ -412,7 +415,32 @@ class Stack:
             self._send_to_neighbour(next_hop, packet)
         self.counters["ipv4.tx"] += 1
 
-    def _tcp_output(self, src: int, dst: int, segment: bytes | bytearray) -> None:
+    def gso_for(self, dst: int) -> int:
+        """TCP payload bytes per super-segment the link will segment for us (0: none). Only once
+        the next hop is resolved, so a super-segment never waits in an ARP queue."""
+        if not self.gso_max or self.layer != 2:
+            return 0
+        try:
+            hop = self.next_hop(dst)
+        except OSError:
+            return 0
+        entry = self.neighbours.entries.get(hop)
+        if entry is None or self.neighbours.is_stale(entry, self._now):
+            return 0
+        return self.gso_max
+
+    def _tcp_output(self, src: int, dst: int, segment: bytes | bytearray, gso_size: int = 0) -> None:
+        if gso_size:
+            entry = self.neighbours.entries.get(self.next_hop(dst))
+            if entry is not None:
+                packet = bytearray(IP_HLEN + len(segment))
+                ipv4.write_header(packet, 0, src=src, dst=dst, proto=ipv4.PROTO_TCP, payload_len=len(segment),
+                                  ident=self._next_ident(), ttl=self.config.ttl, flags_frag=ipv4.FLAG_DF)
+                packet[IP_HLEN:] = segment
+                self.counters["ipv4.tx"] += 1
+                self.counters["tcp.tso_segments"] += 1
+                self.outbox.append((b"".join((entry.mac, self.mac, _ETH_IPV4, packet)), gso_size))
+                return
         try:
             self.send_ip(src, dst, ipv4.PROTO_TCP, segment, dont_fragment=True)
         except OSError as err:

@@ -822,6 +822,12 @@ class TcpConnection:
                     self.persist_deadline = now + max(self.rto, self.config.persist_min)
                 break
             size = min(mss, unsent, usable)
+            if size == mss:
+                gso = self.layer.gso_for(self.remote_addr)
+                if gso > mss:
+                    # Hand the link whole multiples of the MSS at once (TSO): one Python pass per
+                    # 64 KB instead of per 1.4 KB; the wire still sees MSS-sized segments.
+                    size = max(mss, min(unsent, usable, gso) // mss * mss)
             if size < mss:
                 if size < unsent:
                     # Window-limited: sender SWS avoidance (RFC 9293 3.8.6.2.1) waits for a

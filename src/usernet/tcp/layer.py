@@ -77,11 +77,15 @@ class TcpListener:
 
 
 class TcpLayer:
-    def __init__(self, *, rng: random.Random, output: Callable[[int, int, bytes | bytearray], None],
-                 mtu_for: Callable[[int], int], config: TcpConfig | None = None) -> None:
+    def __init__(self, *, rng: random.Random, output: Callable[..., None],
+                 mtu_for: Callable[[int], int], config: TcpConfig | None = None,
+                 gso_for: Callable[[int], int] | None = None) -> None:
         self.rng = rng
         self.output = output
         self.mtu_for = mtu_for
+        # gso_for(dst): payload bytes one super-segment may carry for the link to cut into MSS-sized
+        # segments (TSO through the kernel), or 0 when the link cannot.
+        self.gso_for = gso_for or (lambda dst: 0)
         self.config = config or TcpConfig()
         self.connections: dict[Key, TcpConnection] = {}
         self.listeners: dict[tuple[int, int], TcpListener] = {}
@@ -250,6 +254,11 @@ class TcpLayer:
     def transmit(self, conn: TcpConnection, seq: int, ack: int, flags: int, window: int, options: bytes,
                  payload: bytes | bytearray | memoryview) -> None:
         self.counters["segments_sent"] += 1
+        if len(payload) > conn.mss:  # a super-segment: the link segments it and completes checksums
+            self.output(conn.local_addr, conn.remote_addr,
+                        tcpwire.build(conn.local_addr, conn.remote_addr, conn.local_port, conn.remote_port, seq,
+                                      ack, flags, window, options, payload, partial_checksum=True), conn.mss)
+            return
         self.output(conn.local_addr, conn.remote_addr,
                     tcpwire.build(conn.local_addr, conn.remote_addr, conn.local_port, conn.remote_port, seq, ack,
                                   flags, window, options, payload))

@@ -151,8 +151,13 @@ def build_options(*, mss: int | None = None, wscale: int | None = None, sack_per
 
 
 def build(src: int, dst: int, sport: int, dport: int, seq: int, ack: int, flags: int, window: int,
-          options: bytes = b"", payload: bytes | bytearray | memoryview = b"", urgent: int = 0) -> bytearray:
-    """A whole segment with its checksum (RFC 9293 3.1, pseudo-header per 3.1)."""
+          options: bytes = b"", payload: bytes | bytearray | memoryview = b"", urgent: int = 0,
+          partial_checksum: bool = False) -> bytearray:
+    """A whole segment with its checksum (RFC 9293 3.1, pseudo-header per 3.1).
+
+    With *partial_checksum* the field holds only the folded pseudo-header sum, as a NIC or the
+    kernel expects for checksum offload (CHECKSUM_PARTIAL): it completes the sum over the segment.
+    """
     header_len = HEADER_LEN + len(options)
     length = header_len + len(payload)
     segment = bytearray(length)
@@ -161,7 +166,10 @@ def build(src: int, dst: int, sport: int, dport: int, seq: int, ack: int, flags:
         segment[HEADER_LEN:header_len] = options
     if payload:
         segment[header_len:] = payload
-    csum = finish(ones_sum(segment) + pseudo_header_sum(src, dst, PROTO, length))
+    if partial_checksum:
+        csum = 0xFFFF - finish(pseudo_header_sum(src, dst, PROTO, length))  # the folded sum, not inverted
+    else:
+        csum = finish(ones_sum(segment) + pseudo_header_sum(src, dst, PROTO, length))
     segment[16] = csum >> 8
     segment[17] = csum & 0xFF
     return segment
