@@ -25,6 +25,7 @@ class Harness:
     def __init__(self, **config: object) -> None:
         self.config = TcpConfig(**config)  # type: ignore[arg-type]
         self.sent: list[tcpwire.TcpSegment] = []
+        self.gso_sizes: list[int] = []
         self.layer = TcpLayer(rng=random.Random(7), output=self._output, mtu_for=lambda dst: 1500,
                               config=self.config)
         self.now = 0.0
@@ -32,9 +33,10 @@ class Harness:
         self.remote_port = REMOTE_PORT
         self.local_port = 8080
 
-    def _output(self, src: int, dst: int, segment: bytes | bytearray) -> None:
+    def _output(self, src: int, dst: int, segment: bytes | bytearray, gso_size: int = 0) -> None:
         assert src == LOCAL and dst == REMOTE
         self.sent.append(tcpwire.parse(bytes(segment)))
+        self.gso_sizes.append(gso_size)
 
     def take(self) -> list[tcpwire.TcpSegment]:
         out, self.sent = self.sent, []

@@ -505,3 +505,24 @@ def test_early_retransmit_with_little_in_flight() -> None:
     resent = h.one()
     assert h.rel_seq(resent) == 1 and len(resent.payload) == 1460
     assert h.layer.counters["fast_retransmits"] == 1
+
+
+def test_segmentation_offload_hands_over_whole_mss_multiples() -> None:
+    from usernet.wire.checksum import finish, pseudo_header_sum
+
+    h = Harness()
+    h.layer.gso_for = lambda dst: 8 * 1460
+    _, conn = h.passive_open()
+    conn.send(b"T" * 30_000)
+    h.at(0.1)
+    segments = h.take()
+    sizes = [len(s.payload) for s in segments]
+    assert sizes == [8 * 1460, 2 * 1460]  # the initial window (10 segments), cut at the GSO limit
+    assert h.gso_sizes[-2:] == [1460, 1460]
+    # CHECKSUM_PARTIAL: the field holds the folded pseudo-header sum for the kernel to complete.
+    raw_len = 20 + 8 * 1460
+    expected = 0xFFFF - finish(pseudo_header_sum(0xC0A80001, 0xC0000201, 6, raw_len))
+    assert int.from_bytes(segments[0].payload.obj[16:18], "big") == expected  # type: ignore[index]
+    h.inject(ACK, 1, 1 + 10 * 1460)  # the ACK opens the window: the rest goes out in big pieces too
+    more = h.take()
+    assert all(len(s.payload) % 1460 == 0 or s is more[-1] for s in more) and len(more[0].payload) > 1460
