@@ -232,7 +232,7 @@ class Stack:
     def _emit_l2(self, dst_mac: bytes, ethertype: int, payload: bytes | bytearray) -> None:
         self._queue_frame(b"".join((dst_mac, self.mac, ethertype.to_bytes(2, "big"), payload)))
 
-    def _queue_frame(self, frame: bytes | bytearray) -> None:
+    def _queue_frame(self, frame: Any) -> None:
         if len(self.outbox) >= self.config.max_outbox:
             self.counters["stack.outbox_full"] += 1
             return
@@ -439,7 +439,7 @@ class Stack:
                 packet[IP_HLEN:] = segment
                 self.counters["ipv4.tx"] += 1
                 self.counters["tcp.tso_segments"] += 1
-                self.outbox.append((b"".join((entry.mac, self.mac, _ETH_IPV4, packet)), gso_size))
+                self._queue_frame((b"".join((entry.mac, self.mac, _ETH_IPV4, packet)), gso_size))
                 return
         try:
             self.send_ip(src, dst, ipv4.PROTO_TCP, segment, dont_fragment=True)
