@@ -375,3 +375,24 @@ def test_a_failing_link_does_not_stop_the_host() -> None:
             b.ping(A, count=1, timeout=0.3)
         assert a.counters["link.rx_error"] == 2 and a.running
         assert all(rtt is not None for rtt in b.ping(A, count=2, interval=0.05, timeout=1))
+
+
+def test_one_thread_reads_while_another_writes(hosts) -> None:
+    a, b = hosts
+    echo_server(b, 7)
+    payload = os.urandom(2_000_000)
+    with a.create_connection((B, 7), timeout=10) as conn:
+        received = bytearray()
+
+        def reader() -> None:
+            while len(received) < len(payload):
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                received.extend(chunk)
+
+        thread = threading.Thread(target=reader)
+        thread.start()
+        conn.sendall(payload)  # concurrently with the reader, on the same socket
+        thread.join(timeout=30)
+        assert not thread.is_alive() and bytes(received) == payload
