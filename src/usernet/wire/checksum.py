@@ -1,41 +1,103 @@
 """The Internet checksum (RFC 1071).
 
-The ones' complement sum of 16-bit big-endian words equals the data read as one big integer
-modulo 0xFFFF (because 2**16 == 1 mod 0xFFFF), so ``int.from_bytes`` and ``%`` do the work in C.
-The only care needed: a non-zero sum that is a multiple of 0xFFFF is 0xFFFF ("negative zero") in
-ones' complement arithmetic, and an odd length is padded with a zero byte at the end.
+The ones' complement sum of 16-bit words is congruent to the data read as one big integer
+modulo 0xFFFF (because 2**16 == 1 mod 0xFFFF), so ``int.from_bytes`` and ``%`` do the work in
+C, far faster than a loop over words. The data are read little-endian, which CPython converts
+faster and which needs no odd-length fix-up:
+
+* the sum is byte-order independent (RFC 1071 2(B)): a word read little-endian is its
+  big-endian value byte-swapped, and swapping the bytes of a 16-bit value is multiplying it by
+  2**8 modulo 0xFFFF; so the network-order sum is 2**8 times the little-endian one;
+* a trailing odd byte sits at an even index, weight 2**(8*even) == 1: the low byte of a
+  little-endian word, the high byte of a zero-padded network-order word, as RFC 1071 4.1 pads;
+* a non-zero sum that is a multiple of 0xFFFF is 0xFFFF ("negative zero") in ones' complement
+  arithmetic, never 0: only all-zero data sum to 0.
+
+Large buffers are summed in chunks: CPython's big-int remainder allocates a quotient as large
+as the dividend, so reducing one 64 KB integer costs more than converting it. Adding the chunks
+first (each at an even offset, so weighted by 1 modulo 0xFFFF) keeps the division small.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+_from_bytes = int.from_bytes
+# Below this size the plain conversion is fastest; above it summing chunks wins (see
+# bench/bench_wire.py). Even, so every chunk starts at an even offset.
+_CHUNK = 4096
 
-def ones_sum(data: Any) -> int:
-    """The unreduced sum of *data* as 16-bit words, to be combined with :func:`finish`."""
-    value = int.from_bytes(data, "big")
-    if len(data) & 1:
-        value <<= 8
+
+def _sum_le(data: Any) -> int:
+    """Congruent modulo 0xFFFF to the little-endian 16-bit word sum of *data*; zero exactly when
+    all bytes are."""
+    n = len(data)
+    if n <= _CHUNK:
+        return _from_bytes(data, "little")
+    view = memoryview(data)
+    value = 0
+    for start in range(0, n, _CHUNK):
+        value += _from_bytes(view[start:start + _CHUNK], "little")
     return value
 
 
+def ones_sum(data: Any) -> int:
+    """The ones' complement sum of *data* as network-order 16-bit words, folded into 0..0xFFFF.
+
+    Returns 0 only for all-zero (or empty) data, 0xFFFF for other sums that are multiples of
+    0xFFFF. Sums of several pieces may be added before :func:`finish`, as long as every piece
+    but the last has an even length (RFC 1071 section 2(B): the sum is associative).
+    """
+    value = _sum_le(data)
+    folded = value % 0xFFFF
+    if folded == 0:
+        return 0xFFFF if value else 0
+    return (folded << 8) % 0xFFFF  # back to network byte order
+
+
 def finish(total: int) -> int:
-    """Fold an unreduced sum into the 16-bit checksum field value."""
+    """The checksum field value for a non-negative sum (from :func:`ones_sum` and
+    :func:`pseudo_header_sum`): the ones' complement of the folded sum."""
     folded = total % 0xFFFF
     if folded == 0 and total:
-        folded = 0xFFFF
+        return 0  # the sum is negative zero (0xFFFF); its complement is 0
     return 0xFFFF - folded
 
 
 def checksum(data: Any, extra: int = 0) -> int:
-    """Checksum of *data* plus an unreduced *extra* sum (a pseudo-header).
+    """Checksum of *data* plus a non-negative unreduced *extra* sum (a pseudo-header).
 
-    Over data that includes a correct checksum field this returns 0.
+    Over data that includes a correct checksum field this returns 0 (RFC 1071 section 1(3)).
     """
-    return finish(ones_sum(data) + extra)
+    # The small case inlined: a Python call costs as much as converting 300 bytes.
+    value = _from_bytes(data, "little") if len(data) <= _CHUNK else _sum_le(data)
+    folded = value % 0xFFFF  # reduce before adding: adding to a big int copies it
+    if extra:
+        # extra is a network-order sum: times 2**8 it joins the little-endian one. The total
+        # is non-zero, so a zero remainder means negative zero.
+        folded = (folded + (extra << 8)) % 0xFFFF
+        return 0xFFFF - (folded << 8) % 0xFFFF if folded else 0
+    if folded:
+        return 0xFFFF - (folded << 8) % 0xFFFF  # back to network order, complemented
+    return 0 if value else 0xFFFF
 
 
 def pseudo_header_sum(src: int, dst: int, proto: int, length: int) -> int:
-    """RFC 793/768 IPv4 pseudo-header sum. Addresses are 32-bit ints; each folds modulo 0xFFFF
-    to the sum of its two 16-bit halves, so adding the ints is enough."""
+    """The IPv4 pseudo-header's sum (RFC 768, RFC 9293 3.1): source, destination, zero byte and
+    protocol, transport length. A 32-bit address is congruent modulo 0xFFFF to the sum of its
+    two 16-bit halves, so adding the ints is enough; the result is unreduced (feed it to
+    :func:`checksum` or :func:`finish`)."""
     return src + dst + proto + length
+
+
+def update16(field: int, old_word: int, new_word: int) -> int:
+    """A checksum field after one 16-bit word of the covered data changes from *old_word* to
+    *new_word* (RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m')), without touching the data.
+
+    Equal to recomputing, except when the data become all zero: the sum is then +0 but the
+    update yields -0, i.e. a field of 0 instead of 0xFFFF. Callers that can meet that case
+    (only ICMP can: an IP header has its version, UDP/TCP a pseudo-header) check for it."""
+    total = (0xFFFF - field) + (0xFFFF - old_word) + new_word
+    total = (total & 0xFFFF) + (total >> 16)
+    total = (total & 0xFFFF) + (total >> 16)
+    return 0xFFFF - total
