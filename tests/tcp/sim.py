@@ -63,6 +63,8 @@ class LossyNet:
         for stack in (self.a, self.b):
             for frame in stack.poll(self.now):
                 self._send(stack, bytes(frame))
+            if stack.tcp is not None:
+                stack.tcp.check_timers()  # the timer heap never misses a connection's deadline
 
     def step(self) -> bool:
         """Advance to the next event; False when nothing is scheduled."""

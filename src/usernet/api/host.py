@@ -62,6 +62,9 @@ class Host:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._thread: threading.Thread | None = None
+        # When the runtime thread's current wait ends (monotonic time; written under the lock). A
+        # socket call that creates an earlier deadline wakes the thread so it re-arms (kick()).
+        self._armed = 0.0
         self._stopping = False
         self._closed = False
         self._sockets: weakref.WeakSet[Socket] = weakref.WeakSet()
@@ -81,11 +84,22 @@ class Host:
         if pcap:
             from usernet.links.pcap import PcapWriter
 
-            link = PcapWriter(link, os.fspath(pcap))
+            # A path, or a mapping of PcapWriter keyword arguments ({"path": ..., ...}).
+            if isinstance(pcap, dict):
+                options = dict(pcap)
+                link = PcapWriter(link, os.fspath(options.pop("path")), **options)
+            else:
+                link = PcapWriter(link, os.fspath(pcap))
         if trace:
             from usernet.links.trace import Tracer
 
-            link = Tracer(link) if trace is True else Tracer(link, out=trace)
+            # True (stderr), a text stream, or a mapping of Tracer keyword arguments.
+            if trace is True:
+                link = Tracer(link)
+            elif isinstance(trace, dict):
+                link = Tracer(link, **trace)
+            else:
+                link = Tracer(link, out=trace)
         return link
 
     # ----------------------------------------------------------------- lifecycle
@@ -151,13 +165,12 @@ class Host:
         try:
             while not self._stopping:
                 with lock:
-                    deadline = stack.next_deadline()
-                link_deadline = link.next_deadline()
-                if link_deadline is not None and (deadline is None or link_deadline < deadline):
-                    deadline = link_deadline
-                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-                if timeout is None or timeout > 1.0:
-                    timeout = 1.0  # bounded so a lost wake-up can never stall the host for long
+                    deadline = self._next_wakeup()
+                    now = time.monotonic()
+                    timeout = 1.0 if deadline is None else max(0.0, deadline - now)
+                    if timeout > 1.0:
+                        timeout = 1.0  # bounded so a lost wake-up can never stall the host for long
+                    self._armed = now + timeout
                 if link_failed:
                     link_failed = False
                     time.sleep(0.1)
@@ -214,9 +227,24 @@ class Host:
         # Handle events already notified waiters; notify once more for timer-driven changes.
         self._cond.notify_all()
 
+    def _next_wakeup(self) -> float | None:
+        """The earliest of the stack's timers and the link's (a delaying fault injector, the
+        in-memory switch). Lock held."""
+        deadline = self.stack.next_deadline()
+        link_deadline = self.link.next_deadline()
+        if link_deadline is not None and (deadline is None or link_deadline < deadline):
+            deadline = link_deadline
+        return deadline
+
     def kick(self) -> None:
-        """After an API call changed state (lock held): send what it produced right away."""
+        """After an API call changed state (lock held): send what it produced right away, and
+        wake the runtime thread if the call created a deadline earlier than the one it waits for
+        (a retransmission or delayed-ACK timer, a frame the fault injector holds back)."""
         self._flush()
+        deadline = self._next_wakeup()
+        if deadline is not None and deadline < self._armed and self._thread is not None:
+            self._armed = deadline
+            self._wake()
 
     def clock(self) -> float:
         """The stack's clock (the runtime's is monotonic time; a virtual-time driver has its own)."""

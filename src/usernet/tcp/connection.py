@@ -94,6 +94,7 @@ class TcpConnection:
         self.srtt: float | None = None
         self.rttvar = 0.0
         self.rtx_deadline: float | None = None
+        self.timer_at: float | None = None  # the layer's timer-heap entry for this connection
         self.retransmits = 0              # consecutive RTO expiries
         self.total_retransmits = 0
         self.rtt_seq: int | None = None   # Karn: time one segment when timestamps are off

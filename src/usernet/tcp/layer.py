@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import heapq
+import itertools
 import logging
 import random
 from collections import defaultdict, deque
@@ -91,6 +93,11 @@ class TcpLayer:
         self.listeners: dict[tuple[int, int], TcpListener] = {}
         self.bound: dict[int, int] = {}  # port -> number of sockets bound to it (besides listeners)
         self.dirty: set[TcpConnection] = set()
+        # Timers: a heap of (deadline, tiebreak, conn) with lazy deletion. Each connection's entry
+        # (conn.timer_at) is never later than its real next deadline, so wake-ups and polls cost
+        # O(log n) in the number of connections instead of a scan of the table.
+        self._timers: list[tuple[float, int, TcpConnection]] = []
+        self._timer_tiebreak = itertools.count()
         self.counters: defaultdict[str, int] = defaultdict(int)
         self.challenge_times: list[float] = []
         self.now = 0.0
@@ -117,6 +124,7 @@ class TcpLayer:
             else:
                 conn.on_segment(seg, now)
                 self.poll_connection(conn, now)
+                self.schedule(conn)
                 return
         listener = self.listeners.get((dst, seg.dport)) or self.listeners.get((0, seg.dport))
         if listener is not None:
@@ -177,6 +185,7 @@ class TcpLayer:
         self.connections[(dst, seg.dport, src, seg.sport)] = conn
         self.counters["passive_opens"] += 1
         conn.start_passive(seg, now)
+        self.schedule(conn)
 
     # ----------------------------------------------------------------- SYN cookies (RFC 4987)
 
@@ -236,6 +245,7 @@ class TcpLayer:
         self.established(conn)
         if len(seg.payload) or seg.flags & FIN:
             conn.on_segment(seg, now)
+        self.schedule(conn)
         return True
 
     def established(self, conn: TcpConnection) -> None:
@@ -288,6 +298,7 @@ class TcpLayer:
             if conn.state in ("SYN-SENT", SYN_RECEIVED):
                 conn._fail(code_errno)
                 self.poll_connection(conn, now)
+                self.schedule(conn)
 
     # ----------------------------------------------------------------- timers and output
 
@@ -300,32 +311,70 @@ class TcpLayer:
             if conn.state != CLOSED:
                 conn.output(now)
 
+    def schedule(self, conn: TcpConnection) -> None:
+        """Make sure the timer heap wakes *conn* no later than its next deadline. Called after
+        everything that can move a connection's timers: a segment, a timer, output, a new
+        connection (socket calls reach it through mark_dirty). A deadline that moved later
+        leaves the old entry, which then wakes the connection early once, harmlessly."""
+        deadline = conn.next_deadline()
+        if deadline is None:
+            return
+        armed = conn.timer_at
+        if armed is not None and armed <= deadline:
+            return
+        conn.timer_at = deadline
+        timers = self._timers
+        heapq.heappush(timers, (deadline, next(self._timer_tiebreak), conn))
+        if len(timers) > 2 * len(self.connections) + 64:
+            # Stale entries (deadlines that moved earlier several times) are dropped in one pass.
+            timers[:] = [entry for entry in timers if entry[2].timer_at == entry[0]]
+            heapq.heapify(timers)
+
     def poll(self, now: float) -> None:
         self.now = now
-        for conn in list(self.connections.values()):
-            deadline = conn.next_deadline()
-            if deadline is not None and deadline <= now:
-                conn.on_timer(now)
-        while self.dirty:
-            conn = self.dirty.pop()
+        timers = self._timers
+        if timers and timers[0][0] <= now:
+            due = []
+            while timers and timers[0][0] <= now:
+                deadline, _, conn = heapq.heappop(timers)
+                if conn.timer_at == deadline:  # else a stale entry: a newer one exists, or none
+                    conn.timer_at = None
+                    due.append(conn)
+            for conn in due:
+                if conn.state == CLOSED:
+                    continue
+                deadline = conn.next_deadline()
+                if deadline is not None and deadline <= now:
+                    conn.on_timer(now)
+                self.schedule(conn)
+        dirty = self.dirty
+        while dirty:
+            conn = dirty.pop()
             if conn.state != CLOSED:
                 conn.output(now)
+                self.schedule(conn)
 
     def next_deadline(self) -> float | None:
         if self.dirty:
             return self.now
-        best = None
+        timers = self._timers
+        while timers and timers[0][2].timer_at != timers[0][0]:
+            heapq.heappop(timers)
+        return timers[0][0] if timers else None
+
+    def check_timers(self) -> None:
+        """Test aid: every connection with a deadline has a heap entry no later than it."""
         for conn in self.connections.values():
             deadline = conn.next_deadline()
-            if deadline is not None and (best is None or deadline < best):
-                best = deadline
-        return best
+            if deadline is not None and conn.state != CLOSED:
+                assert conn.timer_at is not None and conn.timer_at <= deadline, (conn, conn.timer_at, deadline)
 
     def forget(self, conn: TcpConnection) -> None:
         key = (conn.local_addr, conn.local_port, conn.remote_addr, conn.remote_port)
         if self.connections.get(key) is conn:
             del self.connections[key]
         self.dirty.discard(conn)
+        conn.timer_at = None  # its heap entries go stale
         listener = conn.listener
         if listener is not None:
             listener.half_open.discard(conn)  # type: ignore[attr-defined]
@@ -388,6 +437,7 @@ class TcpLayer:
         self.connections[key] = conn
         self.counters["active_opens"] += 1
         conn.start_active(now)
+        self.schedule(conn)
         return conn
 
 
