@@ -719,6 +719,10 @@ class TcpConnection:
     def _window_opened(self) -> None:
         """After the user read: announce a window that grew enough (receiver SWS avoidance,
         RFC 9293 3.8.6.2.2)."""
+        if self.eof or self.state == CLOSED:
+            # The peer's FIN is in: it sends no more data, so a wider window tells it nothing, and
+            # after the close completes it would answer our ACK with a RST.
+            return
         space = min(self.rcvbuf - len(self.rcv_buf) - self.ooo.bytes, 0xFFFF << self.rcv_wscale)
         if space - (self.rcv_adv - self.rcv_nxt) >= min(self.rcvbuf // 2, self.mss):
             self.ack_now = True
