@@ -65,7 +65,7 @@ def test_retransmission_timer_from_app_thread_fires_on_time() -> None:
         conn = client._conn
         with a._lock:
             rto = conn.rto
-            a.stack.tcp.check_timers()
+            a.stack.tcp.check_invariants()
         # Drop the next data segment on b's side: remove b's runtime from the picture by
         # discarding it in the stack before it is delivered.
         dropped = threading.Event()

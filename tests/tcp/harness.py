@@ -51,7 +51,7 @@ class Harness:
         assert when >= self.now
         self.now = when
         self.layer.poll(when)
-        self.layer.check_timers()
+        self.layer.check_invariants()
 
     def inject(self, flags: int, seq: int, ack: int = 0, window: int = 65535, payload: bytes = b"",
                options: bytes = b"", raw_seq: bool = False) -> None:
@@ -62,7 +62,7 @@ class Harness:
                                 options, payload)
         self.layer.receive(REMOTE, LOCAL, memoryview(segment), self.now)
         self.layer.poll(self.now)
-        self.layer.check_timers()
+        self.layer.check_invariants()
 
     def rel_seq(self, segment: tcpwire.TcpSegment) -> int:
         return (segment.seq - self.our_isn) & 0xFFFFFFFF
@@ -91,7 +91,7 @@ class Harness:
     def active_open(self, options: bytes | None = None, window: int = 65535):  # type: ignore[no-untyped-def]
         conn = self.layer.connect(LOCAL, self.local_port, REMOTE, self.remote_port, self.now)
         self.layer.poll(self.now)
-        self.layer.check_timers()
+        self.layer.check_invariants()
         syn = self.one()
         assert syn.flags == SYN
         self.our_isn = syn.seq

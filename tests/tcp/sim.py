@@ -64,7 +64,7 @@ class LossyNet:
             for frame in stack.poll(self.now):
                 self._send(stack, bytes(frame))
             if stack.tcp is not None:
-                stack.tcp.check_timers()  # the timer heap never misses a connection's deadline
+                stack.tcp.check_invariants()  # the timer heap never misses a connection's deadline
 
     def step(self) -> bool:
         """Advance to the next event; False when nothing is scheduled."""

@@ -8,8 +8,13 @@ packets (so the first packet of a conversation is not lost) and are retried ``re
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from dataclasses import dataclass
+
+from usernet.wire.ipv4 import ntoa
+
+log = logging.getLogger("usernet.arp")
 
 
 @dataclass(slots=True)
@@ -53,6 +58,7 @@ class NeighbourCache:
         entry = self.entries.get(ip)
         if entry is not None and now - entry.confirmed > self.config.reachable_time + self.config.stale_time:
             del self.entries[ip]
+            log.debug("ARP: %s expired (stale for %.0f s)", ntoa(ip), self.config.stale_time)
             return None
         return entry
 
@@ -65,17 +71,23 @@ class NeighbourCache:
         entry = self.entries.get(ip)
         pending = self.pending.pop(ip, None)
         if entry is not None:
+            if entry.mac != mac:
+                log.info("ARP: %s moved from %s to %s", ntoa(ip), entry.mac.hex(":"), mac.hex(":"))
             entry.mac = mac
             entry.confirmed = now
         elif create or pending is not None:
             if len(self.entries) >= self.config.max_entries:
                 self._evict_oldest()
             self.entries[ip] = Neighbour(mac, now)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("ARP: %s is at %s (new entry%s)", ntoa(ip), mac.hex(":"),
+                          f", {len(pending.queue)} queued packets released" if pending else "")
         return pending
 
     def _evict_oldest(self) -> None:
         oldest = min(self.entries, key=lambda ip: self.entries[ip].confirmed)
         del self.entries[oldest]
+        log.debug("ARP: cache full, %s evicted", ntoa(oldest))
 
     def next_deadline(self) -> float | None:
         if not self.pending:

@@ -169,14 +169,14 @@ class Stack:
                 counters["eth.rx"] += 1
                 dst, src, ethertype, offset = ethernet.parse(frame)
                 if dst != self.mac and dst != ethernet.BROADCAST:
-                    counters["eth.not_for_us"] += 1
+                    self._drop("eth.not_for_us")
                     return
                 if ethertype == ethernet.ETHERTYPE_IPV4:
                     self._ip_input(frame, offset, trusted, src)
                 elif ethertype == ethernet.ETHERTYPE_ARP:
                     self._arp_input(frame, offset)
                 else:
-                    counters["eth.unknown_ethertype"] += 1
+                    self._drop("eth.unknown_ethertype")
             else:
                 self._ip_input(frame, 0, trusted, None)
         except ParseError as err:
@@ -187,6 +187,13 @@ class Stack:
             counters["stack.internal_error"] += 1
             log.exception("internal error handling a frame: %s", bytes(frame[:64]).hex())
 
+    def _drop(self, reason: str) -> None:
+        """A datagram or frame not taken: counted under *reason* and logged at debug level, so
+        a reader following ``--log-level debug`` sees why each was dropped."""
+        self.counters[reason] += 1
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("dropped: %s", reason)
+
     def poll(self, now: float) -> list[Any]:
         """Run due timers; return (and forget) every frame waiting to be sent."""
         self._now = now
@@ -196,6 +203,16 @@ class Stack:
         out = self.outbox
         self.outbox = []
         return out
+
+    def all_counters(self) -> Counters:
+        """Every counter of the host in one flat namespace: the stack's own and the TCP
+        engine's (which keeps its own dict for speed), the latter under ``tcp.``."""
+        merged = Counters()
+        merged.update(self.counters)
+        if self.tcp is not None:
+            for name, value in self.tcp.counters.items():
+                merged["tcp." + name] += value
+        return merged
 
     def next_deadline(self) -> float | None:
         deadlines = [d for d in (self.neighbours.next_deadline(), self.reassembler.next_deadline(),
@@ -246,6 +263,7 @@ class Stack:
             # An ARP probe (RFC 5227: sender 0.0.0.0) teaches us nothing; a bogus sender is ignored.
             if packet.op == arp.OP_REQUEST and self.addr and packet.target_ip == self.addr:
                 counters["arp.probe_for_us"] += 1
+                counters["arp.tx_reply"] += 1
                 self._send_arp_reply(packet.sender_mac, packet.sender_ip)
             return
         if packet.sender_mac[0] & 1:
@@ -332,13 +350,13 @@ class Stack:
             elif not self.addr and header.proto == ipv4.PROTO_UDP:
                 broadcast = True  # unconfigured (DHCP): accept unicast offers addressed to the new lease
             else:
-                counters["ipv4.not_for_us"] += 1
+                self._drop("ipv4.not_for_us")
                 return
         else:
             broadcast = False
         src = header.src
         if ipv4.is_martian_source(src) or src == self.broadcast or (src == self.addr and self.addr):
-            counters["ipv4.martian_source"] += 1
+            self._drop("ipv4.martian_source")
             return
         # RFC 1122 3.2.1.7: a host must not discard a datagram for a TTL below 2, so TTL is not checked.
         if header.is_fragment:
@@ -353,13 +371,13 @@ class Stack:
         proto = header.proto
         if proto == ipv4.PROTO_TCP:
             if broadcast:
-                counters["tcp.broadcast_dropped"] += 1
+                self._drop("tcp.broadcast_dropped")
                 return
             if not trusted and checksum(payload, pseudo_header_sum(src, dst, 6, len(payload))) != 0:
-                counters["tcp.bad_checksum"] += 1
+                self._drop("tcp.bad_checksum")
                 return
             if self.tcp is None:
-                counters["tcp.no_engine"] += 1
+                self._drop("tcp.no_engine")
                 return
             self.tcp.receive(src, dst, payload, self._now)
         elif proto == ipv4.PROTO_UDP:
@@ -367,7 +385,7 @@ class Stack:
         elif proto == ipv4.PROTO_ICMP:
             self._icmp_input(header, payload, broadcast)
         else:
-            counters["ipv4.unknown_protocol"] += 1
+            self._drop("ipv4.unknown_protocol")
             if not broadcast:
                 self._send_icmp_error(icmp.DEST_UNREACHABLE, icmp.CODE_PROTOCOL_UNREACHABLE,
                                       memoryview(frame)[offset:offset + header.total_length], src, 0)
@@ -429,20 +447,22 @@ class Stack:
             return 0
         return self.gso_max
 
-    def _tcp_output(self, src: int, dst: int, segment: bytes | bytearray, gso_size: int = 0) -> None:
+    def _tcp_output(self, src: int, dst: int, segment: bytes | bytearray, gso_size: int = 0,
+                    ttl: int | None = None, tos: int = 0) -> None:
         if gso_size:
             entry = self.neighbours.entries.get(self.next_hop(dst))
             if entry is not None:
                 packet = bytearray(IP_HLEN + len(segment))
                 ipv4.write_header(packet, 0, src=src, dst=dst, proto=ipv4.PROTO_TCP, payload_len=len(segment),
-                                  ident=self._next_ident(), ttl=self.config.ttl, flags_frag=ipv4.FLAG_DF)
+                                  ident=self._next_ident(), ttl=self.config.ttl if ttl is None else ttl,
+                                  tos=tos, flags_frag=ipv4.FLAG_DF)
                 packet[IP_HLEN:] = segment
                 self.counters["ipv4.tx"] += 1
                 self.counters["tcp.tso_segments"] += 1
                 self._queue_frame((b"".join((entry.mac, self.mac, _ETH_IPV4, packet)), gso_size))
                 return
         try:
-            self.send_ip(src, dst, ipv4.PROTO_TCP, segment, dont_fragment=True)
+            self.send_ip(src, dst, ipv4.PROTO_TCP, segment, dont_fragment=True, ttl=ttl, tos=tos)
         except OSError as err:
             self.counters["tcp.tx_unroutable"] += 1
             log.debug("TCP segment to %s not sent: %s", ipv4.ntoa(dst), err)
@@ -466,14 +486,14 @@ class Stack:
         if kind == icmp.ECHO_REQUEST:
             counters["icmp.rx_echo_request"] += 1
             if broadcast and self.config.echo_ignore_broadcasts:
-                counters["icmp.echo_broadcast_ignored"] += 1
+                self._drop("icmp.echo_broadcast_ignored")
                 return
             reply = icmp.build(icmp.ECHO_REPLY, 0, message.rest, message.body)
             try:
                 self.send_ip(self.addr, header.src, ipv4.PROTO_ICMP, reply, tos=header.tos)
                 counters["icmp.tx_echo_reply"] += 1
             except OSError:
-                counters["icmp.reply_unroutable"] += 1
+                self._drop("icmp.reply_unroutable")
         elif kind == icmp.ECHO_REPLY:
             counters["icmp.rx_echo_reply"] += 1
             ident, seq = icmp.echo_fields(message)
@@ -491,11 +511,11 @@ class Stack:
         """Give an ICMP error to the socket whose datagram it quotes (RFC 1122 3.2.2.1)."""
         counters = self.counters
         if len(quoted) < IP_HLEN + 8:
-            counters["icmp.error_quote_short"] += 1
+            self._drop("icmp.error_quote_short")
             return
         ihl = (quoted[0] & 0x0F) * 4
         if quoted[0] >> 4 != 4 or ihl < IP_HLEN or len(quoted) < ihl + 8:
-            counters["icmp.error_quote_bad"] += 1
+            self._drop("icmp.error_quote_bad")
             return
         proto = quoted[9]
         qsrc = int.from_bytes(quoted[12:16], "big")
@@ -541,14 +561,14 @@ class Stack:
                                 self._icmp_tokens + (now - self._icmp_tokens_at) * cfg.icmp_error_rate)
         self._icmp_tokens_at = now
         if self._icmp_tokens < 1.0:
-            counters["icmp.error_rate_limited"] += 1
+            self._drop("icmp.error_rate_limited")
             return
         self._icmp_tokens -= 1.0
         try:
             self.send_ip(self.addr, dst, ipv4.PROTO_ICMP, icmp.build_error(kind, code, offending, rest))
             counters["icmp.tx_error"] += 1
         except OSError:
-            counters["icmp.error_unroutable"] += 1
+            self._drop("icmp.error_unroutable")
 
     def echo_open(self) -> EchoEndpoint:
         """An ICMP echo endpoint with a fresh identifier, for ping."""
@@ -590,12 +610,12 @@ class Stack:
                 if endpoint.deliver(body, src_pair):
                     delivered = True
                 else:
-                    counters["udp.rcvbuf_errors"] += 1
+                    self._drop("udp.rcvbuf_errors")
                 if not broadcast:
                     break  # unicast goes to one socket (the first bound); broadcast to all
         if delivered or matched:
             return
-        counters["udp.no_port"] += 1
+        self._drop("udp.no_port")
         if not broadcast:
             # RFC 1122 4.1.3.1: port unreachable for a closed port. (For a reassembled datagram this
             # quotes its last fragment, which _send_icmp_error then declines to answer: acceptable.)
@@ -635,7 +655,8 @@ class Stack:
         if (dst == 0xFFFFFFFF or (dst == self.broadcast and self.prefix)) and not endpoint.broadcast:
             raise PermissionError(errno.EACCES, "Permission denied")
         src = endpoint.local_addr if endpoint.local_addr and endpoint.local_addr != 0xFFFFFFFF else self.addr
-        self.send_ip(src, dst, ipv4.PROTO_UDP, udp.build(src, dst, endpoint.local_port, dport, data))
+        self.send_ip(src, dst, ipv4.PROTO_UDP, udp.build(src, dst, endpoint.local_port, dport, data),
+                     **endpoint.ip_options)
         self.counters["udp.tx"] += 1
 
     def _ephemeral_port(self, table: Mapping[int, object]) -> int:

@@ -8,6 +8,7 @@ output function, and time is always passed in. Sequence numbers are absolute int
 from __future__ import annotations
 
 import errno
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -16,11 +17,14 @@ from usernet.tcp import congestion
 from usernet.tcp.config import TcpConfig
 from usernet.tcp.reassembly import OutOfOrder
 from usernet.tcp.seq import unwrap, wire
+from usernet.wire import ipv4
 from usernet.wire import tcp as tcpwire
 from usernet.wire.tcp import ACK, FIN, PSH, RST, SYN, TcpSegment
 
 if TYPE_CHECKING:
     from usernet.tcp.layer import TcpLayer
+
+log = logging.getLogger("usernet.tcp")
 
 CLOSED = "CLOSED"
 LISTEN = "LISTEN"
@@ -33,6 +37,22 @@ CLOSE_WAIT = "CLOSE-WAIT"
 CLOSING = "CLOSING"
 LAST_ACK = "LAST-ACK"
 TIME_WAIT = "TIME-WAIT"
+
+# RFC 9293 3.3.2, figure 5, as pairs (from, to); every change of state goes through
+# TcpConnection._set_state, which counts any other pair as a bug ("illegal_transition").
+# Beyond the figure, from the text: any state may go to CLOSED (RST, abort, timeout: 3.10.7,
+# 3.10.8); a FIN in SYN-RECEIVED enters CLOSE-WAIT, and FIN-WAIT-1 enters TIME-WAIT when a FIN
+# and the ACK of ours arrive together (3.10.7.4, eighth step); a connection rebuilt from a SYN
+# cookie goes from CLOSED straight to ESTABLISHED (RFC 4987 3.3: its SYN-RECEIVED was never stored).
+LEGAL_TRANSITIONS = frozenset({
+    (CLOSED, SYN_SENT), (CLOSED, SYN_RECEIVED), (CLOSED, ESTABLISHED),
+    (SYN_SENT, SYN_RECEIVED), (SYN_SENT, ESTABLISHED),
+    (SYN_RECEIVED, ESTABLISHED), (SYN_RECEIVED, FIN_WAIT_1), (SYN_RECEIVED, CLOSE_WAIT),
+    (ESTABLISHED, FIN_WAIT_1), (ESTABLISHED, CLOSE_WAIT),
+    (FIN_WAIT_1, FIN_WAIT_2), (FIN_WAIT_1, CLOSING), (FIN_WAIT_1, TIME_WAIT),
+    (FIN_WAIT_2, TIME_WAIT), (CLOSING, TIME_WAIT), (CLOSE_WAIT, LAST_ACK),
+} | {(state, CLOSED) for state in (SYN_SENT, SYN_RECEIVED, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT,
+                                    CLOSING, LAST_ACK, TIME_WAIT)})
 
 SYNCHRONIZED = frozenset((ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT, CLOSING, LAST_ACK, TIME_WAIT))
 # States in which we may still send data
@@ -126,6 +146,7 @@ class TcpConnection:
         self.sndbuf = config.sndbuf
         self.rcvbuf = config.rcvbuf
         self.linger: tuple[bool, int] = (False, 0)
+        self.ip_options: dict[str, int] = {}  # IP_TTL/IP_TOS as output keyword arguments ({}: defaults)
         self.error: OSError | None = None
         self.user_closed = False          # close() called: the socket is gone, data still drains
         self.accepted = False
@@ -217,6 +238,7 @@ class TcpConnection:
     def abort(self) -> None:
         """Send RST and forget the connection (RFC 9293 3.10.5)."""
         if self.state in (SYN_RECEIVED, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT):
+            self.layer.counters["resets_sent"] += 1
             self._emit(self.snd_max, RST | ACK, b"")
         self.send_buf.clear()
         self.user_closed = True
@@ -231,18 +253,36 @@ class TcpConnection:
                 "unacked": self.snd_max - self.snd_una, "sacked": sum(e - s for s, e in self.sacked),
                 "timestamps": self.ts_ok, "sack": self.sack_ok, "congestion": self.cc.name}
 
+    @property
+    def name(self) -> str:
+        """``10.0.0.1:40000>10.0.0.2:80``, as the logs name a connection."""
+        return (f"{ipv4.ntoa(self.local_addr)}:{self.local_port}>"
+                f"{ipv4.ntoa(self.remote_addr)}:{self.remote_port}")
+
+    def _set_state(self, new: str) -> None:
+        """The one place the state changes: checked against RFC 9293's diagram and logged."""
+        old = self.state
+        if old == new:
+            return
+        self.state = new
+        if (old, new) not in LEGAL_TRANSITIONS:
+            self.layer.counters["illegal_transition"] += 1
+            log.error("%s: illegal state transition %s -> %s", self.name, old, new)
+        elif log.isEnabledFor(logging.DEBUG):
+            log.debug("%s: %s -> %s", self.name, old, new)
+
     # ================================================================= opening
 
     def start_active(self, now: float) -> None:
         """connect(): send SYN (RFC 9293 3.10.1)."""
-        self.state = SYN_SENT
+        self._set_state(SYN_SENT)
         self.rcv_wscale = self._choose_wscale()
         self.snd_nxt = self.iss
         self._send_syn(now, ack=False)
 
     def start_passive(self, syn: TcpSegment, now: float) -> None:
         """A SYN arrived on a listener (RFC 9293 3.10.7.2): answer SYN-ACK."""
-        self.state = SYN_RECEIVED
+        self._set_state(SYN_RECEIVED)
         self.irs = syn.seq
         self.rcv_nxt = self.irs + 1
         self._take_syn_options(syn, now)
@@ -272,7 +312,7 @@ class TcpConnection:
         self.rcv_adv = self.rcv_nxt + min(self.rcvbuf, 0xFFFF)  # what the cookie SYN-ACK offered
         self.last_ack_sent = self.rcv_nxt
         self.last_heard = now
-        self.state = ESTABLISHED
+        self._set_state(ESTABLISHED)
 
     def _choose_wscale(self) -> int:
         if not self.config.window_scaling:
@@ -359,13 +399,13 @@ class TcpConnection:
             self.snd_wnd = seg.window  # RFC 7323 2.2: the window in a SYN is never scaled
             self.max_snd_wnd = self.snd_wnd
             self.snd_wl1, self.snd_wl2 = seg.seq, ack
-            self.state = ESTABLISHED
+            self._set_state(ESTABLISHED)
             self.layer.counters["active_opens_established"] += 1
             self.ack_now = True
             self.layer.mark_dirty(self)
         else:
             # Simultaneous open (RFC 9293 3.5, figure 8).
-            self.state = SYN_RECEIVED
+            self._set_state(SYN_RECEIVED)
             self.snd_wnd = seg.window
             self.retransmits = 0
             self._send_syn(now, ack=True)
@@ -444,7 +484,7 @@ class TcpConnection:
         if self.state == SYN_RECEIVED:
             if self.snd_una < ack <= self.snd_nxt:
                 self._ack_syn(ack, now)
-                self.state = ESTABLISHED
+                self._set_state(ESTABLISHED)
                 self.snd_wnd = seg.window << self.snd_wscale
                 self.max_snd_wnd = self.snd_wnd
                 self.snd_wl1, self.snd_wl2 = seq, ack
@@ -487,7 +527,7 @@ class TcpConnection:
 
     def _on_reset(self, now: float) -> None:
         state = self.state
-        self.layer.counters["resets_received"] += 1
+        self.layer.counters["connections_reset"] += 1
         if state == SYN_RECEIVED and self.listener is not None:
             self._enter_closed()  # back to LISTEN: the listener's slot is freed (seqs leaked it)
         elif state in (SYN_RECEIVED, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT):
@@ -546,7 +586,7 @@ class TcpConnection:
                 self.cc.on_ack(acked, now, self.srtt)
             # RFC 6298 5.2/5.3: restart the timer while data remains outstanding.
             self.rtx_deadline = now + self.rto if self.snd_max > self.snd_una else None
-            counters["bytes_acked"] += acked
+            counters["bytes_acked"] += max(0, data_acked)  # data only: not the FIN's sequence number
             self.layer.mark_dirty(self)
         elif ack == self.snd_una and self.snd_max > self.snd_una and data_len == 0 and \
                 window == self.snd_wnd and window and not seg.flags & FIN:
@@ -575,7 +615,7 @@ class TcpConnection:
         fin_acked = self.fin_queued and self.snd_una > self.buf_seq + len(self.send_buf)
         if fin_acked:
             if state == FIN_WAIT_1:
-                self.state = FIN_WAIT_2
+                self._set_state(FIN_WAIT_2)
                 if self.user_closed:
                     # Nobody can read any more: do not wait forever for the peer's FIN (an orphan
                     # in FIN-WAIT-2, Linux's tcp_fin_timeout). The TIME-WAIT timer serves.
@@ -682,7 +722,9 @@ class TcpConnection:
                 if ready:
                     self.rcv_buf += ready
                     self.rcv_nxt += len(ready)
-            self.layer.counters["bytes_received"] += len(data)
+            # Everything that reached the receive buffer, including what the segment released
+            # from the out-of-order store.
+            self.layer.counters["bytes_received"] += self.rcv_nxt - rcv_nxt
             # RFC 9293 3.8.6.3 / RFC 5681 4.2: ACK at least every second full segment; at once
             # when a hole is filled.
             # RFC 5681 4.2: ACK at least every second full-sized segment, counted in bytes so one
@@ -709,10 +751,10 @@ class TcpConnection:
         self.layer.mark_dirty(self)
         state = self.state
         if state in (SYN_RECEIVED, ESTABLISHED):
-            self.state = CLOSE_WAIT
+            self._set_state(CLOSE_WAIT)
         elif state == FIN_WAIT_1:
             # Simultaneous close: our FIN not yet acknowledged -> CLOSING (RFC 9293 3.6).
-            self.state = CLOSING
+            self._set_state(CLOSING)
         elif state == FIN_WAIT_2:
             self._enter_time_wait(now)
 
@@ -859,9 +901,9 @@ class TcpConnection:
         if self.snd_nxt > self.snd_max:
             self.snd_max = self.snd_nxt
         if self.state == ESTABLISHED:
-            self.state = FIN_WAIT_1
+            self._set_state(FIN_WAIT_1)
         elif self.state == CLOSE_WAIT:
-            self.state = LAST_ACK
+            self._set_state(LAST_ACK)
 
     # ================================================================= timers
 
@@ -978,7 +1020,7 @@ class TcpConnection:
     # ================================================================= endings
 
     def _enter_time_wait(self, now: float) -> None:
-        self.state = TIME_WAIT
+        self._set_state(TIME_WAIT)
         self.rtx_deadline = self.persist_deadline = self.delack_deadline = None
         self.timewait_deadline = now + 2 * self.config.msl
         self._notify()
@@ -988,7 +1030,7 @@ class TcpConnection:
         self._enter_closed()
 
     def _enter_closed(self) -> None:
-        self.state = CLOSED
+        self._set_state(CLOSED)
         self.rtx_deadline = self.persist_deadline = self.delack_deadline = self.timewait_deadline = None
         self.layer.forget(self)
         self._notify()

@@ -48,6 +48,7 @@ class TcpListener:
         self.dropped_syns = 0
         self.rcvbuf: int | None = None  # SO_RCVBUF set on the listening socket, inherited by children
         self.sndbuf: int | None = None
+        self.ip_options: dict[str, int] = {}  # IP_TTL/IP_TOS, inherited by children (SYN-ACK included)
 
     @property
     def readable(self) -> bool:
@@ -115,6 +116,8 @@ class TcpLayer:
             counters[err.reason.partition(".")[2]] += 1
             return
         counters["segments_received"] += 1
+        if seg.flags & RST:
+            counters["resets_received"] += 1  # every RST, whatever becomes of it
         conn = self.connections.get((dst, seg.dport, src, seg.sport))
         if conn is not None:
             if conn.state == TIME_WAIT and seg.flags & SYN and not seg.flags & ACK and self._may_reuse(conn, seg):
@@ -181,6 +184,7 @@ class TcpLayer:
             conn.rcvbuf = listener.rcvbuf
         if listener.sndbuf is not None:
             conn.sndbuf = listener.sndbuf
+        conn.ip_options = listener.ip_options
         listener.half_open.add(conn)
         self.connections[(dst, seg.dport, src, seg.sport)] = conn
         self.counters["passive_opens"] += 1
@@ -219,6 +223,7 @@ class TcpLayer:
             sack = sack_ok
         options = tcpwire.build_options(mss=self._mss_limit(src), wscale=wscale, sack_permitted=bool(sack), ts=ts)
         self.counters["syncookies_sent"] += 1
+        self.counters["segments_sent"] += 1
         self.output(dst, src, tcpwire.build(dst, src, seg.dport, seg.sport, isn, (seg.seq + 1) & 0xFFFFFFFF,
                                             SYN | ACK, min(self.config.rcvbuf, 0xFFFF), options))
 
@@ -259,19 +264,21 @@ class TcpLayer:
 
     def send_reset(self, src: int, dst: int, sport: int, dport: int, seq: int, ack: int, flags: int) -> None:
         self.counters["resets_sent"] += 1
+        self.counters["segments_sent"] += 1
         self.output(src, dst, tcpwire.build(src, dst, sport, dport, seq, ack, flags, 0))
 
     def transmit(self, conn: TcpConnection, seq: int, ack: int, flags: int, window: int, options: bytes,
                  payload: bytes | bytearray | memoryview) -> None:
         self.counters["segments_sent"] += 1
+        ip = conn.ip_options  # per-socket IP_TTL/IP_TOS; {} (the common case) passes nothing
         if len(payload) > conn.mss:  # a super-segment: the link segments it and completes checksums
             self.output(conn.local_addr, conn.remote_addr,
                         tcpwire.build(conn.local_addr, conn.remote_addr, conn.local_port, conn.remote_port, seq,
-                                      ack, flags, window, options, payload, partial_checksum=True), conn.mss)
+                                      ack, flags, window, options, payload, partial_checksum=True), conn.mss, **ip)
             return
         self.output(conn.local_addr, conn.remote_addr,
                     tcpwire.build(conn.local_addr, conn.remote_addr, conn.local_port, conn.remote_port, seq, ack,
-                                  flags, window, options, payload))
+                                  flags, window, options, payload), **ip)
 
     def icmp_error(self, src: int, dst: int, quoted: memoryview, icmp_type: int, code: int, next_hop_mtu: int,
                    now: float) -> None:
@@ -362,8 +369,10 @@ class TcpLayer:
             heapq.heappop(timers)
         return timers[0][0] if timers else None
 
-    def check_timers(self) -> None:
-        """Test aid: every connection with a deadline has a heap entry no later than it."""
+    def check_invariants(self) -> None:
+        """Test aid: no state change left RFC 9293's diagram, and every connection with a
+        deadline has a timer-heap entry no later than it."""
+        assert not self.counters["illegal_transition"]
         for conn in self.connections.values():
             deadline = conn.next_deadline()
             if deadline is not None and conn.state != CLOSED:
