@@ -343,8 +343,8 @@ class TcpLayer:
         if timers and timers[0][0] <= now:
             due = []
             while timers and timers[0][0] <= now:
-                deadline, _, conn = heapq.heappop(timers)
-                if conn.timer_at == deadline:  # else a stale entry: a newer one exists, or none
+                entry_at, _, conn = heapq.heappop(timers)
+                if conn.timer_at == entry_at:  # else a stale entry: a newer one exists, or none
                     conn.timer_at = None
                     due.append(conn)
             for conn in due:
