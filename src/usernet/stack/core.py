@@ -655,8 +655,9 @@ class Stack:
         if (dst == 0xFFFFFFFF or (dst == self.broadcast and self.prefix)) and not endpoint.broadcast:
             raise PermissionError(errno.EACCES, "Permission denied")
         src = endpoint.local_addr if endpoint.local_addr and endpoint.local_addr != 0xFFFFFFFF else self.addr
+        ip = endpoint.ip_options  # the socket's IP_TTL/IP_TOS
         self.send_ip(src, dst, ipv4.PROTO_UDP, udp.build(src, dst, endpoint.local_port, dport, data),
-                     **endpoint.ip_options)
+                     ttl=ip.get("ttl"), tos=ip.get("tos", 0))
         self.counters["udp.tx"] += 1
 
     def _ephemeral_port(self, table: Mapping[int, object]) -> int:

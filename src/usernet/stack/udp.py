@@ -19,7 +19,7 @@ EPHEMERAL_HIGH = 60999  # Linux's default ip_local_port_range
 
 class UdpEndpoint:
     __slots__ = ("local_addr", "local_port", "remote_addr", "remote_port", "queue", "queued_bytes", "rcvbuf",
-                 "error", "on_event", "broadcast", "closed", "drops", "reuse")
+                 "error", "on_event", "broadcast", "closed", "drops", "reuse", "ip_options")
 
     def __init__(self, local_addr: int, local_port: int) -> None:
         self.local_addr = local_addr
@@ -35,6 +35,7 @@ class UdpEndpoint:
         self.closed = False
         self.drops = 0
         self.reuse = False
+        self.ip_options: dict[str, int] = {}  # IP_TTL/IP_TOS: send_ip keyword arguments ({}: defaults)
 
     @property
     def connected(self) -> bool:
