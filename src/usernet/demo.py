@@ -1,4 +1,10 @@
-"""`usernet demo`: hosts on the in-memory network hold a real conversation. No root, no devices."""
+"""`usernet demo`: hosts on the in-memory network hold a real conversation. No root, no devices.
+
+The trace is taken on the switch, so every frame appears once, labelled by the host that sent it
+(``alice >`` or ``bob >``), in the order it crossed the wire; TCP sequence numbers are relative.
+The first TCP SYN is also printed with its full field dump (what ``--trace -vv`` prints for every
+frame).
+"""
 
 from __future__ import annotations
 
@@ -6,32 +12,72 @@ import sys
 from typing import Any, TextIO
 
 from usernet.api.host import Host
-from usernet.api.socket import Socket
 from usernet.apps.services import serve_simple
+from usernet.links.trace import TraceFormatter
+
+TCP_PAYLOAD = 3000  # three segments at the 1460-byte MSS: short enough to read every line
 
 
-def _say(out: TextIO, text: str) -> None:
-    print(f"\n== {text}", file=out, flush=True)
+def _write(out: TextIO, text: str) -> None:
+    out.write(text + "\n")  # one write per line: the switch's trace lines come from other threads
+    out.flush()
 
 
-def run_demo(trace: bool = True, out: TextIO = sys.stdout) -> int:
+def _say(out: TextIO, text: str, first: bool = False) -> None:
+    _write(out, ("" if first else "\n") + f"== {text}")
+
+
+def _is_first_syn(frame: bytes, seen: list[bool]) -> bool:
+    """An Ethernet/IPv4/TCP frame with SYN and without ACK, the first one of the run."""
+    if seen or len(frame) < 14 + 20 + 20 or frame[12:14] != b"\x08\x00" or frame[23] != 6:
+        return False
+    tcp_at = 14 + (frame[14] & 0x0F) * 4
+    if len(frame) < tcp_at + 14 or frame[tcp_at + 13] & 0x12 != 0x02:
+        return False
+    seen.append(True)
+    return True
+
+
+def _trace_switch(switch: Any, out: TextIO, verbose: int, absolute: bool, hexdump: bool) -> None:
+    formatter = TraceFormatter(verbose=verbose, absolute=absolute, hexdump=hexdump)
+    dumped: list[bool] = []
+
+    def on_frame(port: Any, frame: bytes) -> None:  # called by the switch, with its lock held
+        if verbose < 2 and _is_first_syn(frame, dumped):
+            formatter.verbose = 2
+            formatter.emit(out, port.name, ">", frame)
+            formatter.verbose = verbose
+            return
+        formatter.emit(out, port.name, ">", frame)
+
+    switch.on_frame = on_frame
+
+
+def run_demo(trace: bool = True, out: TextIO = sys.stdout, *, verbose: int = 0, absolute: bool = False,
+             hexdump: bool = False) -> int:
+    """Run the demo, writing to *out*; 0 when every step worked. *verbose*, *absolute* and *hexdump*
+    are the tracer's options (see :mod:`usernet.links.trace`)."""
     from usernet.links.memory import Switch
 
     switch = Switch()
     failures = 0
-    alice = Host(switch.port(name="alice"), addr="10.0.0.1/24", seed=1, name="alice", trace=out if trace else False)
+    _say(out, "alice (10.0.0.1) and bob (10.0.0.2) plug into an in-memory switch; each announces its "
+              "address (gratuitous ARP)", first=True)
+    if trace:
+        _trace_switch(switch, out, verbose, absolute, hexdump)
+    alice = Host(switch.port(name="alice"), addr="10.0.0.1/24", seed=1, name="alice")
     bob = Host(switch.port(name="bob"), addr="10.0.0.2/24", seed=2, name="bob")
     with alice, bob:
         serve_simple(bob, "echo", 7)
-        _say(out, "alice (10.0.0.1) pings bob (10.0.0.2): ARP resolves bob first, no request is lost")
+        _say(out, "alice pings bob: ARP resolves bob first, no request is lost")
         rtts = alice.ping("10.0.0.2", count=3, interval=0.05, size=56)
         for seq, rtt in enumerate(rtts, 1):
-            print(f"   reply {seq}: " + (f"{rtt * 1000:.3f} ms" if rtt is not None else "lost"), file=out)
+            _write(out, f"   reply {seq}: " + (f"{rtt * 1000:.3f} ms" if rtt is not None else "lost"))
         failures += sum(r is None for r in rtts)
 
         _say(out, "a 4,000-byte ping: fragmented by alice, reassembled by bob, and back")
         rtts = alice.ping("10.0.0.2", count=1, size=4000)
-        print("   reply: " + (f"{rtts[0] * 1000:.3f} ms" if rtts[0] is not None else "lost"), file=out)
+        _write(out, "   reply: " + (f"{rtts[0] * 1000:.3f} ms" if rtts[0] is not None else "lost"))
         failures += rtts[0] is None
 
         _say(out, "UDP echo (RFC 862) on bob's port 7")
@@ -39,7 +85,7 @@ def run_demo(trace: bool = True, out: TextIO = sys.stdout) -> int:
             udp.settimeout(2)
             udp.sendto(b"hello, bob", ("10.0.0.2", 7))
             data, peer = udp.recvfrom(2048)
-            print(f"   alice got {data!r} from {peer}", file=out)
+            _write(out, f"   alice got {data!r} from {peer}")
             failures += data != b"hello, bob"
 
         _say(out, "UDP to a closed port: bob answers ICMP port unreachable, alice's socket sees ECONNREFUSED")
@@ -49,29 +95,31 @@ def run_demo(trace: bool = True, out: TextIO = sys.stdout) -> int:
             udp.send(b"anyone there?")
             try:
                 udp.recv(100)
-                print("   unexpected answer", file=out)
+                _write(out, "   unexpected answer")
                 failures += 1
             except ConnectionRefusedError as err:
-                print(f"   alice: {err!r}", file=out)
+                _write(out, f"   alice: {err!r}")
 
-        if alice.stack.tcp is not None and hasattr(Socket, "listen"):
-            _say(out, "TCP: handshake, echo of 100 kB, orderly close")
+        if alice.stack.tcp is not None:
+            _say(out, f"TCP echo on bob's port 7: handshake, {TCP_PAYLOAD:,} bytes each way, a FIN each way "
+                      "(seq and ack relative to each side's ISN)")
             conn: Any
             with alice.socket() as conn:
                 conn.settimeout(5)
                 conn.connect(("10.0.0.2", 7))
-                payload = bytes(range(256)) * 400
+                payload = bytes(range(256)) * (TCP_PAYLOAD // 256) + bytes(TCP_PAYLOAD % 256)
                 conn.sendall(payload)
                 conn.shutdown(1)
                 received = bytearray()
                 while chunk := conn.recv(65536):
                     received += chunk
-                print(f"   alice sent {len(payload)} bytes, got back {len(received)}, intact: {received == payload}",
-                      file=out)
+                _write(out, f"   alice sent {len(payload)} bytes, got back {len(received)}, "
+                            f"intact: {received == payload}")
                 failures += received != payload
+    switch.on_frame = None
     _say(out, "counters: alice")
-    print(alice.format_counters(), file=out)
+    _write(out, alice.format_counters())
     _say(out, "counters: bob")
-    print(bob.format_counters(), file=out)
-    print(f"\ndemo {'passed' if not failures else f'had {failures} failures'}", file=out)
+    _write(out, bob.format_counters())
+    _write(out, f"\ndemo {'passed' if not failures else f'had {failures} failures'}")
     return 0 if not failures else 1

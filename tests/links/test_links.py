@@ -213,7 +213,7 @@ def test_tracer_verbose_and_garbage() -> None:
     a, _ = pipe()
     tracer = Tracer(a, out=out, verbose=True)
     tracer.send(sample_frames()[2])
-    assert "ip.ttl" in out.getvalue() and "udp.dport" in out.getvalue()
+    assert "  ip: ttl 64" in out.getvalue() and "  udp: sport 5000 dport 6000" in out.getvalue()
     rng = random.Random(1)
     for _ in range(2000):
         tracer.send(rng.randbytes(rng.randrange(0, 80)))  # must never raise
