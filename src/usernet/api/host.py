@@ -283,8 +283,12 @@ class Host:
 
     def create_connection(self, address: tuple[str, int], timeout: float | None | object = _DEFAULT,
                           source_address: tuple[str, int] | None = None) -> Socket:
-        """Like ``socket.create_connection``: a connected TCP socket (names resolve numerically)."""
+        """Like ``socket.create_connection``: a connected TCP socket (names resolve numerically;
+        the port may be a service name, "http")."""
+        from usernet.api.socket import service_port
+
         host, port = address
+        port = service_port(port, _socket.SOCK_STREAM)  # gaierror before a socket exists
         sock = self.socket()
         try:
             if timeout is not _DEFAULT:
@@ -299,10 +303,13 @@ class Host:
 
     def create_server(self, address: tuple[str, int], *, backlog: int | None = None,
                       reuse_port: bool = False) -> Socket:
-        """Like ``socket.create_server``: a listening TCP socket with SO_REUSEADDR."""
+        """Like ``socket.create_server``: a listening TCP socket with SO_REUSEADDR (and
+        SO_REUSEPORT with *reuse_port*)."""
         sock = self.socket()
         try:
             sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(_socket.SOL_SOCKET, getattr(_socket, "SO_REUSEPORT", 15), 1)
             sock.bind(address)
             sock.listen(128 if backlog is None else backlog)
         except BaseException:
@@ -312,15 +319,25 @@ class Host:
 
     def getaddrinfo(self, host: str | None, port: int | str | None, family: int = 0, type: int = 0,
                     proto: int = 0, flags: int = 0) -> list[tuple[Any, Any, int, str, tuple[str, int]]]:
-        """Like ``socket.getaddrinfo`` for IPv4: numeric addresses and "localhost" (names need a DNS client)."""
+        """Like ``socket.getaddrinfo`` for IPv4: numeric addresses and "localhost" (names need a DNS
+        client); the port may be a service name, giving the kinds that service is defined for."""
+        from usernet.api.socket import service_port
+
         if family not in (0, _socket.AF_INET):
             raise _socket.gaierror(_socket.EAI_FAMILY, "ai_family not supported")
         address = self._resolve(host or "0.0.0.0")
-        number = int(port) if port not in (None, "") else 0
-        kinds = [type] if type else [_socket.SOCK_STREAM, _socket.SOCK_DGRAM]
-        return [(_socket.AF_INET, _socket.SocketKind(kind),
-                 proto or (_socket.IPPROTO_TCP if kind == _socket.SOCK_STREAM else _socket.IPPROTO_UDP), "",
-                 (address, number)) for kind in kinds]
+        results = []
+        for kind in [type] if type else [_socket.SOCK_STREAM, _socket.SOCK_DGRAM]:
+            try:
+                number = service_port(port, kind)
+            except _socket.gaierror:
+                continue  # e.g. "http" is defined for TCP only
+            results.append((_socket.AF_INET, _socket.SocketKind(kind),
+                            proto or (_socket.IPPROTO_TCP if kind == _socket.SOCK_STREAM else _socket.IPPROTO_UDP),
+                            "", (address, number)))
+        if not results:
+            raise _socket.gaierror(_socket.EAI_SERVICE, "Servname not supported for ai_socktype")
+        return results
 
     def _resolve(self, name: str) -> str:
         if name == "localhost":

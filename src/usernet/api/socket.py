@@ -3,15 +3,19 @@
 They follow the ``socket`` module's semantics: timeouts (None blocks, 0 is non-blocking and
 raises BlockingIOError, a number raises TimeoutError), errors as the socket module's exception
 types with their errno, raised in the calling thread; ``fileno()`` is a real descriptor whose
-readiness follows the socket, so select, selectors and asyncio work on it.
+readiness follows the socket, so select, selectors and asyncio work on it. That descriptor stays
+usernet's: ``detach()`` and ``ssl``'s ``wrap_socket`` are refused (TLS goes through
+``SSLContext.wrap_bio``), and ``dup()`` gives a second socket object on the same connection.
 """
 
 from __future__ import annotations
 
 import errno
 import io
+import operator
 import socket as _socket
 import struct
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -27,8 +31,130 @@ SOCK_STREAM = _socket.SOCK_STREAM
 SOCK_DGRAM = _socket.SOCK_DGRAM
 _TYPE_MASK = ~(getattr(_socket, "SOCK_NONBLOCK", 0) | getattr(_socket, "SOCK_CLOEXEC", 0))
 _TCP_USER_TIMEOUT = getattr(_socket, "TCP_USER_TIMEOUT", 18)
+_SO_REUSEPORT = getattr(_socket, "SO_REUSEPORT", 15)
+_TCP_INFO = getattr(_socket, "TCP_INFO", 11)
+_TIMEVAL = struct.Struct("@ll")  # struct timeval as SO_RCVTIMEO/SO_SNDTIMEO take and give it
+_INT = struct.Struct("@i")
+
+_NOT_RUNNING = "host is not running: use `with host:` or host.start()"
+_NO_DETACH = ("usernet sockets cannot be detached: fileno() is a readiness descriptor owned by usernet, "
+              "not a connection; use dup() for a second handle on the same connection")
+_NO_SSL_WRAP = ("ssl.SSLContext.wrap_socket cannot wrap a usernet socket: it would adopt the socket's "
+                "readiness descriptor, which is not a connection. Use host.wrap_tls (coming with usernet's "
+                "TLS support) or ssl.MemoryBIO with SSLContext.wrap_bio over this socket")
 
 
+def _refuse_ssl_adoption() -> None:
+    """ssl's SSLSocket._create asks SO_TYPE, then takes over ``fileno()`` and ``detach()``es the
+    socket: an SSLSocket would own (and close) our readiness fd. Its first question is the one
+    place to refuse before any descriptor is touched."""
+    caller = sys._getframe(2)
+    if caller.f_code.co_name == "_create" and caller.f_globals.get("__name__") == "ssl":
+        raise _err(errno.EOPNOTSUPP, _NO_SSL_WRAP)
+
+
+def service_port(port: Any, kind: int = 0) -> int:
+    """A port number, or a service name resolved as getaddrinfo does (``"http"`` is 80)."""
+    if isinstance(port, int):
+        return port
+    if isinstance(port, bytes):
+        port = port.decode()
+    if port is None or port == "":
+        return 0
+    if not isinstance(port, str):
+        raise TypeError(f"getaddrinfo() argument 2 must be integer or string, not {type(port).__name__}")
+    if port.isdigit():
+        return int(port)
+    protocols = ("tcp",) if kind == SOCK_STREAM else ("udp",) if kind == SOCK_DGRAM else ("tcp", "udp")
+    for protocol in protocols:
+        try:
+            return _socket.getservbyname(port, protocol)
+        except OSError:
+            continue
+    raise _socket.gaierror(_socket.EAI_SERVICE, "Servname not supported for ai_socktype")
+
+
+# Linux's tcp_states.h numbering, as tcpi_state reports it.
+TCP_STATES = {"ESTABLISHED": 1, "SYN-SENT": 2, "SYN-RECEIVED": 3, "FIN-WAIT-1": 4, "FIN-WAIT-2": 5,
+              "TIME-WAIT": 6, "CLOSED": 7, "CLOSE-WAIT": 8, "LAST-ACK": 9, "LISTEN": 10, "CLOSING": 11}
+# struct tcp_info (linux/include/uapi/linux/tcp.h) up to tcpi_total_rto_time, in order. Byte 6
+# holds the snd_wscale (low) and rcv_wscale (high) nibbles, byte 7 the app-limited/fastopen bits.
+_TCP_INFO_LAYOUT = (
+    ("B", "state ca_state retransmits probes backoff options wscale flags"),
+    ("I", "rto ato snd_mss rcv_mss unacked sacked lost retrans fackets last_data_sent last_ack_sent "
+          "last_data_recv last_ack_recv pmtu rcv_ssthresh rtt rttvar snd_ssthresh snd_cwnd advmss reordering "
+          "rcv_rtt rcv_space total_retrans"),
+    ("Q", "pacing_rate max_pacing_rate bytes_acked bytes_received"),
+    ("I", "segs_out segs_in notsent_bytes min_rtt data_segs_in data_segs_out"),
+    ("Q", "delivery_rate busy_time rwnd_limited sndbuf_limited"),
+    ("I", "delivered delivered_ce"),
+    ("Q", "bytes_sent bytes_retrans"),
+    ("I", "dsack_dups reord_seen rcv_ooopack snd_wnd rcv_wnd rehash"),
+    ("H", "total_rto total_rto_recoveries"),
+    ("I", "total_rto_time"),
+)
+_TCP_INFO_FIELDS = tuple((f"tcpi_{name}", code) for code, names in _TCP_INFO_LAYOUT for name in names.split())
+_TCP_INFO_STRUCT = struct.Struct("=" + "".join(code for _, code in _TCP_INFO_FIELDS))
+_FIELD_MAX = {"B": 0xFF, "H": 0xFFFF, "I": 0xFFFFFFFF, "Q": (1 << 64) - 1}
+
+
+def tcp_info(conn: Any, now: float, listening: bool = False) -> dict[str, int]:
+    """The tcpi_* values Linux's TCP_INFO reports, from what the engine tracks (the rest stay 0).
+    Built on ``TcpConnection.info()``, the snapshot the drill runner's %{ }% blocks use."""
+    values = {name: 0 for name, _ in _TCP_INFO_FIELDS}
+    values["tcpi_snd_wscale"] = values["tcpi_rcv_wscale"] = 0
+    if conn is None:
+        values["tcpi_state"] = TCP_STATES["LISTEN" if listening else "CLOSED"]
+        return values
+    info = conn.info()
+    mss = max(1, int(info["snd_mss"]))  # type: ignore[call-overload]
+    retransmits = int(info["retransmits"])  # type: ignore[call-overload]
+    passive = conn.accepted or conn.listener is not None
+    data_end = conn.buf_seq + len(conn.send_buf)
+    values.update(
+        tcpi_state=TCP_STATES.get(str(info["state"]), 0),
+        # tcp_ca_state: Loss after an RTO, Recovery in fast recovery, Disorder on duplicate ACKs
+        tcpi_ca_state=4 if retransmits else 3 if conn.in_recovery else 1 if conn.dupacks else 0,
+        tcpi_retransmits=retransmits, tcpi_backoff=retransmits, tcpi_probes=conn.keepalive_probes,
+        tcpi_options=(1 if info["timestamps"] else 0) | (2 if info["sack"] else 0) | (4 if conn.ws_ok else 0),
+        tcpi_snd_wscale=info["snd_wscale"], tcpi_rcv_wscale=info["rcv_wscale"],
+        tcpi_rto=int(float(info["rto"]) * 1e6),  # type: ignore[arg-type]
+        tcpi_ato=int(conn.config.delayed_ack * 1e6),
+        tcpi_snd_mss=mss, tcpi_rcv_mss=conn.rcv_mss or min(mss, 536),
+        # Linux counts these in segments
+        tcpi_unacked=-(-int(info["unacked"]) // mss), tcpi_sacked=-(-int(info["sacked"]) // mss),  # type: ignore
+        tcpi_last_ack_recv=int(max(0.0, now - conn.last_heard) * 1000),
+        tcpi_pmtu=conn.mss_limit + 40, tcpi_advmss=conn.mss_limit, tcpi_reordering=3,
+        tcpi_rtt=int(float(info["rtt"] or 0) * 1e6),  # type: ignore[arg-type]
+        tcpi_rttvar=int(float(info["rttvar"]) * 1e6),  # type: ignore[arg-type]
+        tcpi_snd_ssthresh=min(int(info["snd_ssthresh"]), 0x7FFFFFFF),  # type: ignore[call-overload]
+        tcpi_snd_cwnd=info["snd_cwnd"], tcpi_total_retrans=info["total_retrans"],
+        # Linux's accounting: an active opener counts its SYN as acked, either side the peer's FIN
+        # as received; bytes_sent is data only
+        tcpi_bytes_acked=conn.snd_una - conn.iss - (1 if passive else 0),
+        tcpi_bytes_sent=min(conn.snd_max, data_end) - conn.iss - 1,
+        tcpi_bytes_received=conn.rcv_nxt - conn.irs - 1 if conn.rcv_nxt else 0,
+        tcpi_notsent_bytes=data_end - conn.snd_max,
+        tcpi_snd_wnd=conn.snd_wnd, tcpi_rcv_wnd=conn.rcv_adv - conn.rcv_nxt)
+    return values
+
+
+def _pack_tcp_info(values: dict[str, int]) -> bytes:
+    values = dict(values, tcpi_wscale=(values["tcpi_snd_wscale"] & 15) | (values["tcpi_rcv_wscale"] & 15) << 4)
+    return _TCP_INFO_STRUCT.pack(*(max(0, min(int(values[name]), _FIELD_MAX[code]))
+                                   for name, code in _TCP_INFO_FIELDS))
+
+
+def _option_int(value: Any) -> int:
+    """An integer option as setsockopt takes it: an int, or at least 4 bytes holding one."""
+    if isinstance(value, bool | int):
+        return int(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        raw = bytes(value)
+        if len(raw) < _INT.size:
+            raise _err(errno.EINVAL)
+        return int(_INT.unpack_from(raw)[0])
+    raise TypeError(f"a bytes-like object is required, not '{type(value).__name__}'")
 
 
 def _parse_address(address: Any, allow_any: bool = True) -> tuple[int, int]:
@@ -53,8 +179,43 @@ def _parse_address(address: Any, allow_any: bool = True) -> tuple[int, int]:
         raise _socket.gaierror(_socket.EAI_NONAME, "Name or service not known") from None
 
 
+class _Shared:
+    """What dup()'d sockets share, as dup'd descriptors share one open file: the sans-IO handles,
+    the binding and the options. Timeout, closed flag and readiness fd belong to each Socket."""
+
+    __slots__ = ("udp", "conn", "listener", "bound", "reserved_port", "read_shut", "options", "broadcast",
+                 "reuse", "refs", "watchers")
+
+    def __init__(self, conn: Any) -> None:
+        self.udp: Any = None
+        self.conn: Any = conn
+        self.listener: Any = None
+        self.bound: tuple[int, int] | None = None
+        self.reserved_port = 0
+        self.read_shut = False
+        self.options: dict[str, Any] = {}
+        self.broadcast = False
+        self.reuse = False
+        self.refs = 1                     # open Socket objects on it; the last close() closes
+        self.watchers: list[Socket] = []  # those with a readiness fd to keep current
+
+
+def _shared(name: str) -> Any:
+    return property(operator.attrgetter(f"_s.{name}"), lambda self, value: setattr(self._s, name, value))
+
+
 class Socket:
     """A usernet socket: create with :meth:`Host.socket`."""
+
+    _udp = _shared("udp")
+    _conn = _shared("conn")
+    _listener = _shared("listener")
+    _bound = _shared("bound")
+    _reserved_port = _shared("reserved_port")
+    _read_shut = _shared("read_shut")
+    _options = _shared("options")
+    _broadcast = _shared("broadcast")
+    _reuse = _shared("reuse")
 
     def __init__(self, host: Host, family: int = AF_INET, type: int = SOCK_STREAM, proto: int = 0,
                  _conn: Any = None) -> None:
@@ -72,16 +233,7 @@ class Socket:
         self._released = False    # ...and no makefile() object keeps it alive: really gone
         self._io_refs = 0
         self._readiness: ReadinessFd | None = None
-        self._broadcast = False
-        self._reuse = False
-        self._udp: Any = None
-        # stream state
-        self._conn: Any = _conn
-        self._listener: Any = None
-        self._bound: tuple[int, int] | None = None
-        self._reserved_port = 0
-        self._read_shut = False
-        self._options: dict[str, Any] = {}
+        self._s = _Shared(_conn)
         if _conn is not None:
             _conn.on_event = self._on_event
 
@@ -129,10 +281,14 @@ class Socket:
         return self._timeout
 
     def _on_event(self) -> None:
-        """The sans-IO handle changed (lock held): wake waiters, refresh the readiness fd."""
+        """The sans-IO handle changed (lock held): wake waiters, refresh the readiness fds."""
         self._host.notify()
-        if self._readiness is not None:
-            self._update_readiness()
+        self._refresh()
+
+    def _refresh(self) -> None:
+        """After a call changed what this socket can do: keep every readiness fd on it exact."""
+        for sock in self._s.watchers:
+            sock._update_readiness()
 
     def _readable_now(self) -> bool:
         if self._udp is not None:
@@ -153,27 +309,57 @@ class Socket:
             self._readiness.update(self._readable_now(), self._writable_now())
 
     def fileno(self) -> int:
-        """A real descriptor that polls readable/writable exactly when this socket is."""
+        """A real descriptor that polls readable/writable exactly when this socket is. It stays
+        usernet's: never close it, adopt it (socket.socket(fileno=...)) or hand it to ssl."""
+        _refuse_ssl_adoption()
         if self._released:
             return -1
         with self._host._lock:
             if self._readiness is None:
                 self._readiness = ReadinessFd(self._readable_now(), self._writable_now())
+                self._s.watchers.append(self)
             return self._readiness.fileno()
 
-    def _wait(self, ready: Any, *, operation: str = "timed out") -> None:
-        """Wait (with the host's condition held) until ready(); honour the timeout."""
+    def _require_runtime(self) -> None:
+        """A blocking call needs the runtime thread to move packets: fail now, not after a hang."""
+        host = self._host
+        if host._closed or host._stopping:
+            raise _err(errno.ENETDOWN)
+        if not getattr(host, "running", True):  # the drill runner's VirtualHost is always running
+            raise _err(errno.ENETDOWN, _NOT_RUNNING)
+
+    def _timeo(self, option: str | None) -> tuple[float | None, bool]:
+        """(timeout, kernel-style): the socket's timeout; or, for a blocking socket,
+        SO_RCVTIMEO/SO_SNDTIMEO, which expire as Linux's do (EAGAIN, not TimeoutError).
+        CPython ignores them once settimeout() is in use (its fd is then non-blocking)."""
+        if self._timeout is not None or option is None:
+            return self._timeout, False
+        sec, usec = self._options.get(option, (0, 0))
+        if sec < 0:
+            return 0.0, True  # a negative timeval: Linux waits not at all
+        if sec == 0 and usec == 0:
+            return None, False
+        return sec + usec / 1e6, True
+
+    def _wait(self, ready: Any, *, option: str | None = None, limit: tuple[float | None, bool] | None = None
+              ) -> None:
+        """Wait (with the host's condition held) until ready(); honour the timeout. *option*
+        names the SO_RCVTIMEO/SO_SNDTIMEO that applies to a blocking socket; *limit* is a
+        precomputed ``_timeo()`` (what remains of it) for calls that wait more than once."""
         if ready():
             return
-        timeout = self._timeout
+        timeout, kernel_style = self._timeo(option) if limit is None else limit
         if timeout == 0.0:
             raise _err(errno.EAGAIN)
+        self._require_runtime()
         host = self._host
         end = None if timeout is None else time.monotonic() + timeout
         cond = host._cond
-        while not ready():
-            if self._released:
+        while True:
+            if self._released:  # closed by another thread: even if ready() came true meanwhile
                 raise _err(errno.EBADF)
+            if ready():
+                return
             if host._closed or host._stopping:
                 raise _err(errno.ENETDOWN)
             if end is None:
@@ -181,7 +367,9 @@ class Socket:
             else:
                 remaining = end - time.monotonic()
                 if remaining <= 0:
-                    raise TimeoutError(operation)
+                    if kernel_style:
+                        raise _err(errno.EAGAIN)
+                    raise TimeoutError("timed out")
                 cond.wait(min(remaining, 1.0))
 
     def close(self) -> None:
@@ -195,7 +383,16 @@ class Socket:
     def _real_close(self) -> None:
         self._released = True
         host = self._host
+        shared = self._s
         with host._lock:
+            if self._readiness is not None:
+                self._readiness.close()
+                if self in shared.watchers:
+                    shared.watchers.remove(self)
+            shared.refs -= 1
+            if shared.refs > 0:  # a dup() still holds the connection, as a dup'd fd would
+                host._cond.notify_all()
+                return
             if self._udp is not None:
                 host.stack.udp_close(self._udp)
                 self._udp = None
@@ -206,8 +403,6 @@ class Socket:
                 self._conn.on_event = None
                 self._conn.close()
             self._release_port()
-            if self._readiness is not None:
-                self._readiness.close()
             host._cond.notify_all()
             if not host._closed:
                 host.kick()
@@ -219,7 +414,22 @@ class Socket:
             self._real_close()
 
     def detach(self) -> int:
-        raise _err(errno.EOPNOTSUPP)
+        """Refused: there is no kernel socket to hand over, and giving away the readiness fd
+        would let its new owner close a descriptor usernet still uses."""
+        raise _err(errno.EOPNOTSUPP, _NO_DETACH)
+
+    def dup(self) -> Socket:
+        """A second socket object on the same connection, with its own close(), fileno() and
+        timeout (copied, as socket.dup does); the connection closes when the last one does."""
+        self._check_open()
+        host = self._host
+        with host._lock:
+            sock = Socket(host, self.family, self.type, self.proto)
+            sock._s = self._s
+            self._s.refs += 1
+            sock._timeout = self._timeout
+            host._sockets.add(sock)
+        return sock
 
     def makefile(self, mode: str = "r", buffering: int | None = None, *, encoding: str | None = None,
                  errors: str | None = None, newline: str | None = None) -> Any:
@@ -254,59 +464,145 @@ class Socket:
         return text
 
     # ================================================================= options
+    #
+    # One table: (level, option) -> (setter, getter, stream only). A setter takes the raw value
+    # (int or bytes, as setsockopt passes it); a getter returns an int, or bytes for struct-valued
+    # options; getsockopt() then converts to what the caller's buflen asks for, as the kernel does.
 
     def setsockopt(self, level: int, option: int, value: Any, optlen: int | None = None) -> None:
         self._check_open()
-        host = self._host
-        with host._lock:
-            if level == _socket.SOL_SOCKET:
-                if option == _socket.SO_REUSEADDR:
-                    self._reuse = bool(value)
-                    return
-                if option == _socket.SO_BROADCAST:
-                    self._broadcast = bool(value)
-                    if self._udp is not None:
-                        self._udp.broadcast = self._broadcast
-                    return
-                if option in (_socket.SO_RCVBUF, _socket.SO_SNDBUF):
-                    size = max(2304, min(int(value), 64 << 20) * 2)  # Linux doubles, with a floor
-                    key = "rcvbuf" if option == _socket.SO_RCVBUF else "sndbuf"
-                    self._options[key] = size
-                    if self._udp is not None and key == "rcvbuf":
-                        self._udp.rcvbuf = size
-                    self._apply_options()
-                    return
-                if option == _socket.SO_KEEPALIVE:
-                    self._options["keepalive"] = bool(value)
-                    self._apply_options()
-                    return
-                if option == _socket.SO_LINGER:
-                    onoff, seconds = struct.unpack("ii", value) if isinstance(value, bytes | bytearray) else value
-                    self._options["linger"] = (bool(onoff), int(seconds))
-                    self._apply_options()
-                    return
-            elif level == _socket.IPPROTO_TCP and self.type == SOCK_STREAM:
-                names = {_socket.TCP_NODELAY: "nodelay", _socket.TCP_KEEPIDLE: "keepalive_idle",
-                         _socket.TCP_KEEPINTVL: "keepalive_interval", _socket.TCP_KEEPCNT: "keepalive_count",
-                         _TCP_USER_TIMEOUT: "user_timeout"}
-                if option in names:
-                    number = int(value)
-                    if number < 0 or (option in (_socket.TCP_KEEPIDLE, _socket.TCP_KEEPINTVL,
-                                                 _socket.TCP_KEEPCNT) and number < 1):
-                        raise _err(errno.EINVAL)
-                    self._options[names[option]] = number
-                    self._apply_options()
-                    return
-        raise _err(errno.ENOPROTOOPT)
+        entry = _OPTIONS.get((level, option))
+        if entry is None or entry[0] is None or (entry[2] and self.type != SOCK_STREAM):
+            raise _err(errno.ENOPROTOOPT)
+        if value is None:  # setsockopt(level, option, None, optlen): a NULL buffer
+            raise _err(errno.EFAULT)
+        with self._host._lock:
+            entry[0](self, value)
+
+    def getsockopt(self, level: int, option: int, buflen: int | None = None) -> Any:
+        if level == _socket.SOL_SOCKET and option == _socket.SO_TYPE:
+            _refuse_ssl_adoption()
+        self._check_open()
+        entry = _OPTIONS.get((level, option))
+        if entry is not None and entry[2] and self.type != SOCK_STREAM:
+            raise _err(errno.EOPNOTSUPP)  # what Linux answers for TCP-level options on UDP
+        if entry is None or entry[1] is None:
+            raise _err(errno.ENOPROTOOPT)
+        if buflen is not None and buflen <= 0:
+            raise OSError("getsockopt buflen out of range")
+        with self._host._lock:
+            value = entry[1](self)
+        if buflen is None:
+            return value if isinstance(value, int) else _INT.unpack_from(value.ljust(_INT.size, b"\0"))[0]
+        raw = _INT.pack(value) if isinstance(value, int) else value
+        return raw[:buflen]
+
+    def _set_flag(self, key: str, value: Any) -> None:
+        self._options[key] = bool(_option_int(value))
+        self._apply_options()
+
+    def _set_broadcast(self, value: Any) -> None:
+        self._broadcast = bool(_option_int(value))
+        if self._udp is not None:
+            self._udp.broadcast = self._broadcast
+
+    def _set_buffer(self, key: str, value: Any) -> None:
+        size = max(2304, min(_option_int(value), 64 << 20) * 2)  # Linux doubles, with a floor
+        self._options[key] = size
+        if self._udp is not None and key == "rcvbuf":
+            self._udp.rcvbuf = size
+        self._apply_options()
+
+    def _set_linger(self, value: Any) -> None:
+        if isinstance(value, bytes | bytearray | memoryview):
+            if len(value) < 8:
+                raise _err(errno.EINVAL)
+            onoff, seconds = struct.unpack_from("ii", bytes(value))
+        else:
+            onoff, seconds = value
+        self._options["linger"] = (bool(onoff), int(seconds))
+        self._apply_options()
+
+    def _set_timeo(self, key: str, value: Any) -> None:
+        if not isinstance(value, bytes | bytearray | memoryview) or len(value) < _TIMEVAL.size:
+            raise _err(errno.EINVAL)  # an int is too short for a struct timeval, as on Linux
+        sec, usec = _TIMEVAL.unpack_from(bytes(value))
+        if not 0 <= usec < 1_000_000:
+            raise _err(errno.EDOM)
+        self._options[key] = (sec, usec) if sec >= 0 else (-1, 0)
+
+    def _get_timeo(self, key: str) -> bytes:
+        sec, usec = self._options.get(key, (0, 0))
+        return _TIMEVAL.pack(max(sec, 0), usec)
+
+    def _set_tcp_number(self, key: str, value: Any, minimum: int) -> None:
+        number = _option_int(value)
+        if number < minimum:
+            raise _err(errno.EINVAL)
+        self._options[key] = number
+        self._apply_options()
+
+    def _set_ttl(self, value: Any) -> None:
+        number = _option_int(value)
+        if number == -1:  # back to the route's default
+            self._options.pop("ttl", None)
+        elif 1 <= number <= 255:
+            self._options["ttl"] = number
+        else:
+            raise _err(errno.EINVAL)
+        self._apply_options()
+
+    def _set_tos(self, value: Any) -> None:
+        tos = _option_int(value) & 0xFF
+        if self.type == SOCK_STREAM:
+            tos &= ~3  # TCP owns the ECN bits (Linux keeps them out of IP_TOS for stream sockets)
+        self._options["tos"] = tos
+        self._apply_options()
+
+    def _get_error(self) -> int:
+        if self._udp is not None:
+            err = self._udp.take_error()
+            return err.errno if err is not None and err.errno else 0
+        conn = self._conn
+        if conn is not None and conn.error is not None:
+            err, conn.error = conn.error, None
+            return err.errno or 0
+        return 0
+
+    def _tcp_config(self) -> Any:
+        tcp = self._host.stack.tcp
+        return tcp.config if tcp is not None else None
+
+    def _get_buffer(self, key: str) -> int:
+        if key == "rcvbuf" and self._udp is not None:
+            return int(self._udp.rcvbuf)
+        config = self._tcp_config()
+        return int(self._options.get(key, getattr(config, key) if config else 212992))
+
+    def _get_tcp_number(self, key: str) -> int:
+        config = self._tcp_config()
+        return int(self._options.get(key, getattr(config, key) if config else 0))
+
+    def _get_tcp_info(self) -> bytes:
+        return _pack_tcp_info(tcp_info(self._conn, self._host.clock(), self._listener is not None))
+
+    def _ip_options(self) -> dict[str, int]:
+        """IP_TTL/IP_TOS as keyword arguments of the stack's IPv4 output ({} for the defaults)."""
+        return {key: self._options[key] for key in ("ttl", "tos") if self._options.get(key)}
 
     def _apply_options(self) -> None:
         conn = self._conn
         opts = self._options
+        ip_options = self._ip_options()
+        if self._udp is not None:
+            self._udp.ip_options = ip_options
         if self._listener is not None:  # what accepted connections inherit (like Linux)
             self._listener.rcvbuf = opts.get("rcvbuf")
             self._listener.sndbuf = opts.get("sndbuf")
+            self._listener.ip_options = ip_options
         if conn is None:
             return
+        conn.ip_options = ip_options
         if "nodelay" in opts:
             conn.nodelay = bool(opts["nodelay"])
         if "keepalive" in opts:
@@ -326,56 +622,6 @@ class Socket:
             conn.linger = opts["linger"]
         self._host.stack.tcp.mark_dirty(conn)
 
-    def getsockopt(self, level: int, option: int, buflen: int | None = None) -> Any:
-        self._check_open()
-        host = self._host
-        with host._lock:
-            conn = self._conn
-            config = host.stack.tcp.config if host.stack.tcp is not None else None
-            if level == _socket.SOL_SOCKET:
-                if option == _socket.SO_ERROR:
-                    if self._udp is not None:
-                        err = self._udp.take_error()
-                        return err.errno if err is not None and err.errno else 0
-                    if conn is not None and conn.error is not None:
-                        err, conn.error = conn.error, None
-                        return err.errno or 0
-                    return 0
-                if option == _socket.SO_TYPE:
-                    return int(self.type)
-                if option == _socket.SO_REUSEADDR:
-                    return int(self._reuse)
-                if option == _socket.SO_BROADCAST:
-                    return int(self._broadcast)
-                if option == _socket.SO_KEEPALIVE:
-                    return int(bool(self._options.get("keepalive", False)))
-                if option == _socket.SO_RCVBUF:
-                    if self._udp is not None:
-                        return int(self._udp.rcvbuf)
-                    return int(self._options.get("rcvbuf", config.rcvbuf if config else 212992))
-                if option == _socket.SO_SNDBUF:
-                    return int(self._options.get("sndbuf", config.sndbuf if config else 212992))
-                if option == _socket.SO_LINGER:
-                    onoff, seconds = self._options.get("linger", (False, 0))
-                    packed = struct.pack("ii", int(onoff), seconds)
-                    return packed if buflen else int(onoff)
-                if option == _socket.SO_ACCEPTCONN:
-                    return int(self._listener is not None)
-            elif level == _socket.IPPROTO_TCP and self.type == SOCK_STREAM:
-                if option == _socket.TCP_NODELAY:
-                    return int(bool(self._options.get("nodelay", False)))
-                if option == _socket.TCP_KEEPIDLE:
-                    return int(self._options.get("keepalive_idle", config.keepalive_idle if config else 7200))
-                if option == _socket.TCP_KEEPINTVL:
-                    return int(self._options.get("keepalive_interval", config.keepalive_interval if config else 75))
-                if option == _socket.TCP_KEEPCNT:
-                    return int(self._options.get("keepalive_count", config.keepalive_count if config else 9))
-                if option == _TCP_USER_TIMEOUT:
-                    return int(self._options.get("user_timeout", 0))
-                if option == _socket.TCP_MAXSEG:
-                    return int(conn.mss) if conn is not None else 536
-        raise _err(errno.ENOPROTOOPT)
-
     # ================================================================= addresses
 
     def _tcp(self) -> Any:
@@ -394,6 +640,24 @@ class Socket:
                 layer.bound[self._reserved_port] = count
             self._reserved_port = 0
 
+    def _port_holders(self, port: int) -> list[Socket]:
+        """This host's other open TCP sockets bound, listening or connected on *port*."""
+        holders = []
+        for sock in list(self._host._sockets):
+            if sock._s is self._s or sock._released or sock.type != SOCK_STREAM:
+                continue
+            if sock._reserved_port == port or (sock._listener is not None and sock._listener.local_port == port) \
+                    or (sock._conn is not None and sock._conn.local_port == port):
+                holders.append(sock)
+        return holders
+
+    def _may_share_port(self, port: int) -> bool:
+        """SO_REUSEPORT: several sockets may bind one port when every one of them set it."""
+        if not self._options.get("reuseport"):
+            return False
+        holders = self._port_holders(port)
+        return bool(holders) and all(sock._options.get("reuseport") for sock in holders)
+
     def bind(self, address: tuple[str, int]) -> None:
         self._check_open()
         addr, port = _parse_address(address)
@@ -405,10 +669,9 @@ class Socket:
             if self.type == SOCK_DGRAM:
                 if self._udp is not None:
                     raise _err(errno.EINVAL)
-                endpoint = stack.udp_open(addr, port, reuse=self._reuse)
-                endpoint.on_event = self._on_event
-                endpoint.broadcast = self._broadcast
-                self._udp = endpoint
+                # SO_REUSEPORT shares a UDP port like SO_REUSEADDR does (no load balancing)
+                reuse = self._reuse or bool(self._options.get("reuseport"))
+                self._setup_udp(stack.udp_open(addr, port, reuse=reuse))
                 return
             if self._bound is not None or self._conn is not None:
                 raise _err(errno.EINVAL)
@@ -417,7 +680,8 @@ class Socket:
                 port = layer.ephemeral_port(addr)
             elif layer.port_in_use(addr, port) and not (self._reuse and (addr, port) not in layer.listeners
                                                        and (0, port) not in layer.listeners
-                                                       and port not in layer.bound):
+                                                       and port not in layer.bound) \
+                    and not self._may_share_port(port):
                 raise _err(errno.EADDRINUSE)
             layer.bound[port] = layer.bound.get(port, 0) + 1
             self._reserved_port = port
@@ -462,6 +726,8 @@ class Socket:
                 addr, port = 0, layer.ephemeral_port(0)
             else:
                 addr, port = self._bound
+            if self._join_reuseport_listener(layer.listeners.get((addr, port))):
+                return
             self._release_port()
             try:
                 listener = layer.listen(addr, port, max(1, min(backlog, 4096)) if backlog > 0 else 1)
@@ -472,6 +738,25 @@ class Socket:
             self._listener = listener
             self._apply_options()
 
+    def _join_reuseport_listener(self, listener: Any) -> bool:
+        """SO_REUSEPORT on both: this socket becomes another listener on the same port. They
+        share one accept queue (each connection goes to whichever accepts first) and the
+        listening socket's options, where Linux hashes connections over separate queues."""
+        if listener is None or not self._options.get("reuseport") or self._s.refs != 1:
+            return False
+        owners = [sock for sock in self._port_holders(listener.local_port) if sock._listener is listener]
+        if not owners or not all(sock._options.get("reuseport") for sock in owners):
+            return False
+        self._release_port()
+        if self in self._s.watchers:
+            self._s.watchers.remove(self)
+        self._s = owners[0]._s
+        self._s.refs += 1
+        if self._readiness is not None:
+            self._s.watchers.append(self)
+            self._update_readiness()
+        return True
+
     def accept(self) -> tuple[Socket, tuple[str, int]]:
         self._check_open()
         listener = self._listener
@@ -480,7 +765,7 @@ class Socket:
         host = self._host
         with host._cond:
             while True:
-                self._wait(lambda: listener.readable)
+                self._wait(lambda: listener.readable, option="rcvtimeo")
                 if listener.closed:
                     raise _err(errno.EBADF)
                 conn = listener.accept()
@@ -489,8 +774,7 @@ class Socket:
             sock = Socket(host, self.family, self.type, self.proto, _conn=conn)
             sock._options = dict(self._options)
             sock._apply_options()
-            if self._readiness is not None:
-                self._update_readiness()
+            self._refresh()
             host._sockets.add(sock)
             sock._timeout = _socket.getdefaulttimeout()  # as socket.accept(): not inherited
             return sock, (ipv4.ntoa(conn.remote_addr), conn.remote_port)
@@ -512,12 +796,15 @@ class Socket:
                     raise _err(errno.EINVAL)
                 if port == 0:
                     raise _err(errno.ECONNREFUSED)
+                if self._timeout != 0.0:
+                    self._require_runtime()  # before a SYN goes out that nobody would answer
                 stack = host.stack
                 stack.next_hop(addr)
                 layer = self._tcp()
                 local_addr, local_port = self._bound if self._bound is not None else (0, 0)
                 self._release_port()
-                conn = layer.connect(local_addr or stack.addr, local_port, addr, port, host.clock())
+                conn = layer.connect(local_addr or stack.addr, local_port, addr, port, host.clock(),
+                                     self._ip_options())
                 conn.on_event = self._on_event
                 self._conn = conn
                 self._apply_options()
@@ -528,8 +815,8 @@ class Socket:
                 if conn.state == "SYN-SENT":
                     raise _err(errno.EINPROGRESS)
             try:
-                self._wait(lambda: conn.state != "SYN-SENT" and conn.state != "SYN-RECEIVED",
-                           operation="timed out")
+                # No SO_SNDTIMEO here: CPython turns Linux's EINPROGRESS into waiting on.
+                self._wait(lambda: conn.state != "SYN-SENT" and conn.state != "SYN-RECEIVED")
             except TimeoutError:
                 conn.abort()
                 host.kick()
@@ -568,7 +855,7 @@ class Socket:
             if how in (_socket.SHUT_WR, _socket.SHUT_RDWR):
                 conn.shutdown_write()
             host.kick()
-            self._update_readiness()
+            self._refresh()
 
     # ================================================================= stream and datagram I/O
 
@@ -588,7 +875,7 @@ class Socket:
             nonblocking = flags & _socket.MSG_DONTWAIT
             if nonblocking and not conn.writable:
                 raise _err(errno.EAGAIN)
-            self._wait(lambda: conn.writable or conn.error is not None)
+            self._wait(lambda: conn.writable or conn.error is not None, option="sndtimeo")
             if conn.error is not None:
                 err, conn.error = conn.error, None
                 raise err
@@ -599,7 +886,7 @@ class Socket:
             except BrokenPipeError:
                 raise _err(errno.EPIPE) from None
             host.kick()
-            self._update_readiness()
+            self._refresh()
             return sent
 
     def sendall(self, data: Any, flags: int = 0) -> None:
@@ -631,12 +918,56 @@ class Socket:
         self._ensure_udp()
         return self._udp_send(memoryview(data), addr, port)
 
+    def sendmsg(self, buffers: Any, ancdata: Any = (), flags: int = 0, address: Any = None) -> int:
+        """sendmsg without ancillary data: the buffers go out as one send (one datagram)."""
+        self._check_open()
+        if list(ancdata):
+            raise _err(errno.EOPNOTSUPP, "usernet sockets take no ancillary data")
+        data = b"".join(memoryview(buffer).cast("B") for buffer in buffers)
+        if address is not None and self.type == SOCK_DGRAM:
+            return self.sendto(data, flags, address)
+        return self.send(data, flags)
+
+    def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
+        """socket.socket.sendfile: send *count* bytes (all, by default) of a binary file from
+        *offset*, return how many were sent and leave the file position after them. There is no
+        kernel socket for os.sendfile, so this is the module's fallback: read in chunks, send."""
+        if "b" not in getattr(file, "mode", "b"):
+            raise ValueError("file should be opened in binary mode")
+        if self.type != SOCK_STREAM:
+            raise ValueError("only SOCK_STREAM type sockets are supported")
+        if count is not None:
+            if not isinstance(count, int):
+                raise TypeError(f"count must be a positive integer (got {count!r})")
+            if count <= 0:
+                raise ValueError(f"count must be a positive integer (got {count!r})")
+        if self._timeout == 0.0:
+            raise ValueError("non-blocking sockets are not supported")
+        if offset:
+            file.seek(offset)
+        total = 0
+        try:
+            while count is None or total < count:
+                size = 65536 if count is None else min(65536, count - total)
+                chunk = memoryview(file.read(size))
+                if not chunk:
+                    break
+                while chunk:
+                    sent = self.send(chunk)
+                    total += sent
+                    chunk = chunk[sent:]
+            return total
+        finally:
+            if total > 0 and hasattr(file, "seek"):
+                file.seek(offset + total)
+
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         self._check_open()
         if bufsize < 0:
             raise ValueError("negative buffersize in recv")
         if self.type == SOCK_DGRAM:
-            return self._udp_recvfrom(bufsize, flags)[0]
+            data, _ = self._udp_take(flags)
+            return data[:bufsize]
         conn = self._conn
         if conn is None:
             raise _err(errno.ENOTCONN)
@@ -646,14 +977,41 @@ class Socket:
                 return b""
             if flags & _socket.MSG_DONTWAIT and not conn.readable:
                 raise _err(errno.EAGAIN)
-            self._wait(lambda: conn.readable or self._read_shut)
+            if flags & _socket.MSG_WAITALL and not flags & (_socket.MSG_PEEK | _socket.MSG_DONTWAIT) \
+                    and self._timeout != 0.0:
+                return self._recv_all(conn, bufsize)
+            self._wait(lambda: conn.readable or self._read_shut, option="rcvtimeo")
             if flags & _socket.MSG_PEEK:
                 if conn.rcv_buf:
                     return conn.peek(bufsize)
             data = conn.recv(bufsize)
             host.kick()
-            self._update_readiness()
+            self._refresh()
             return data if data is not None else b""
+
+    def _recv_all(self, conn: Any, bufsize: int) -> bytes:
+        """MSG_WAITALL (condition held): take data as it comes until *bufsize* bytes, EOF or an
+        error; a timeout or error after some data returns that data, as Linux does."""
+        got = bytearray()
+        timeout, kernel_style = self._timeo("rcvtimeo")
+        end = None if timeout is None else time.monotonic() + timeout
+        while len(got) < bufsize:
+            remaining = None if end is None else end - time.monotonic()
+            try:
+                if remaining is not None and remaining <= 0 and not conn.readable:
+                    raise _err(errno.EAGAIN) if kernel_style else TimeoutError("timed out")
+                self._wait(lambda: conn.readable or self._read_shut, limit=(remaining, kernel_style))
+                data = conn.recv(bufsize - len(got))
+            except OSError:
+                if got:
+                    break
+                raise
+            if not data:
+                break
+            got += data
+            self._host.kick()  # the window update
+            self._refresh()
+        return bytes(got)
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         view = memoryview(buffer).cast("B")
@@ -668,7 +1026,8 @@ class Socket:
         self._check_open()
         if bufsize < 0:
             raise ValueError("negative buffersize in recvfrom")
-        return self._udp_recvfrom(bufsize, flags)
+        data, address = self._udp_take(flags)
+        return data[:bufsize], address
 
     def recvfrom_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> tuple[int, Any]:
         view = memoryview(buffer).cast("B")
@@ -677,16 +1036,46 @@ class Socket:
         view[:len(data)] = data
         return len(data), address
 
+    def recvmsg(self, bufsize: int, ancbufsize: int = 0, flags: int = 0) -> tuple[bytes, list[Any], int, Any]:
+        """(data, [], msg_flags, address): no ancillary data ever; MSG_TRUNC in msg_flags when a
+        datagram was longer than *bufsize*; address None on a stream socket, as Linux gives."""
+        if bufsize < 0:
+            raise ValueError("negative buffer size in recvmsg()")
+        if ancbufsize < 0:
+            raise ValueError("invalid ancillary data buffer length")
+        self._check_open()
+        if self.type == SOCK_STREAM:
+            return self.recv(bufsize, flags), [], 0, None
+        data, address = self._udp_take(flags)
+        return data[:bufsize], [], _socket.MSG_TRUNC if len(data) > bufsize else 0, address
+
+    def recvmsg_into(self, buffers: Any, ancbufsize: int = 0, flags: int = 0) -> tuple[int, list[Any], int, Any]:
+        """recvmsg scattered over *buffers*: (nbytes, [], msg_flags, address)."""
+        views = [memoryview(buffer).cast("B") for buffer in buffers]
+        data, ancdata, msg_flags, address = self.recvmsg(sum(len(v) for v in views), ancbufsize, flags)
+        position = 0
+        for view in views:
+            piece = data[position:position + len(view)]
+            view[:len(piece)] = piece
+            position += len(piece)
+        return len(data), ancdata, msg_flags, address
+
     # ----------------------------------------------------------------- UDP helpers
+
+    def _setup_udp(self, endpoint: Any) -> Any:
+        endpoint.on_event = self._on_event
+        endpoint.broadcast = self._broadcast
+        if "rcvbuf" in self._options:
+            endpoint.rcvbuf = self._options["rcvbuf"]
+        endpoint.ip_options = self._ip_options()
+        self._udp = endpoint
+        return endpoint
 
     def _ensure_udp(self) -> Any:
         if self._udp is None:
             with self._host._lock:
-                self._udp = self._host.stack.udp_open(0, 0)
-                self._udp.on_event = self._on_event
-                self._udp.broadcast = self._broadcast
-                if "rcvbuf" in self._options:
-                    self._udp.rcvbuf = self._options["rcvbuf"]
+                if self._udp is None:
+                    self._setup_udp(self._host.stack.udp_open(0, 0))
         return self._udp
 
     def _udp_send(self, view: memoryview, addr: int, port: int) -> int:
@@ -700,16 +1089,17 @@ class Socket:
             host.kick()
         return len(view)
 
-    def _udp_recvfrom(self, bufsize: int, flags: int) -> tuple[bytes, tuple[str, int]]:
+    def _udp_take(self, flags: int) -> tuple[bytes, tuple[str, int]]:
+        """The next whole datagram and its source (kept queued with MSG_PEEK)."""
         endpoint = self._ensure_udp()
         host = self._host
         with host._cond:
             if flags & _socket.MSG_DONTWAIT and not endpoint.readable:
                 raise _err(errno.EAGAIN)
-            self._wait(lambda: endpoint.readable)
+            self._wait(lambda: endpoint.readable, option="rcvtimeo")
             err = endpoint.take_error()
             if err is not None:
-                self._update_readiness()
+                self._refresh()
                 raise err
             if flags & _socket.MSG_PEEK:
                 data, (src, sport) = endpoint.queue[0]
@@ -717,5 +1107,49 @@ class Socket:
                 item = endpoint.pop()
                 assert item is not None
                 data, (src, sport) = item
-            self._update_readiness()
-        return data[:bufsize], (ipv4.ntoa(src), sport)
+            self._refresh()
+        return data, (ipv4.ntoa(src), sport)
+
+
+_OptionFn = Any  # Socket method or lambda: setter (sock, value), getter (sock), or None
+_OPTIONS: dict[tuple[int, int], tuple[_OptionFn, _OptionFn, bool]] = {
+    # SOL_SOCKET
+    (_socket.SOL_SOCKET, _socket.SO_REUSEADDR): (lambda s, v: setattr(s, "_reuse", bool(_option_int(v))),
+                                                 lambda s: int(s._reuse), False),
+    (_socket.SOL_SOCKET, _SO_REUSEPORT): (lambda s, v: s._set_flag("reuseport", v),
+                                          lambda s: int(bool(s._options.get("reuseport"))), False),
+    (_socket.SOL_SOCKET, _socket.SO_BROADCAST): (Socket._set_broadcast, lambda s: int(s._broadcast), False),
+    (_socket.SOL_SOCKET, _socket.SO_RCVBUF): (lambda s, v: s._set_buffer("rcvbuf", v),
+                                              lambda s: s._get_buffer("rcvbuf"), False),
+    (_socket.SOL_SOCKET, _socket.SO_SNDBUF): (lambda s, v: s._set_buffer("sndbuf", v),
+                                              lambda s: s._get_buffer("sndbuf"), False),
+    (_socket.SOL_SOCKET, _socket.SO_KEEPALIVE): (lambda s, v: s._set_flag("keepalive", v),
+                                                 lambda s: int(bool(s._options.get("keepalive"))), False),
+    (_socket.SOL_SOCKET, _socket.SO_LINGER): (Socket._set_linger, lambda s: struct.pack(
+        "ii", *(int(x) for x in s._options.get("linger", (False, 0)))), False),
+    (_socket.SOL_SOCKET, _socket.SO_RCVTIMEO): (lambda s, v: s._set_timeo("rcvtimeo", v),
+                                                lambda s: s._get_timeo("rcvtimeo"), False),
+    (_socket.SOL_SOCKET, _socket.SO_SNDTIMEO): (lambda s, v: s._set_timeo("sndtimeo", v),
+                                                lambda s: s._get_timeo("sndtimeo"), False),
+    (_socket.SOL_SOCKET, _socket.SO_ERROR): (None, Socket._get_error, False),
+    (_socket.SOL_SOCKET, _socket.SO_TYPE): (None, lambda s: int(s.type), False),
+    (_socket.SOL_SOCKET, _socket.SO_ACCEPTCONN): (None, lambda s: int(s._listener is not None), False),
+    # IPPROTO_IP: used on every datagram the socket sends
+    (_socket.IPPROTO_IP, _socket.IP_TTL): (Socket._set_ttl, lambda s: int(s._options.get(
+        "ttl", s._host.stack.config.ttl)), False),
+    (_socket.IPPROTO_IP, _socket.IP_TOS): (Socket._set_tos, lambda s: int(s._options.get("tos", 0)), False),
+    # IPPROTO_TCP (stream sockets only)
+    (_socket.IPPROTO_TCP, _socket.TCP_NODELAY): (lambda s, v: s._set_flag("nodelay", v),
+                                                 lambda s: int(bool(s._options.get("nodelay"))), True),
+    (_socket.IPPROTO_TCP, _socket.TCP_KEEPIDLE): (lambda s, v: s._set_tcp_number("keepalive_idle", v, 1),
+                                                  lambda s: s._get_tcp_number("keepalive_idle"), True),
+    (_socket.IPPROTO_TCP, _socket.TCP_KEEPINTVL): (lambda s, v: s._set_tcp_number("keepalive_interval", v, 1),
+                                                   lambda s: s._get_tcp_number("keepalive_interval"), True),
+    (_socket.IPPROTO_TCP, _socket.TCP_KEEPCNT): (lambda s, v: s._set_tcp_number("keepalive_count", v, 1),
+                                                 lambda s: s._get_tcp_number("keepalive_count"), True),
+    (_socket.IPPROTO_TCP, _TCP_USER_TIMEOUT): (lambda s, v: s._set_tcp_number("user_timeout", v, 0),
+                                               lambda s: int(s._options.get("user_timeout", 0)), True),
+    (_socket.IPPROTO_TCP, _socket.TCP_MAXSEG): (None, lambda s: int(s._conn.mss) if s._conn is not None else 536,
+                                                True),
+    (_socket.IPPROTO_TCP, _TCP_INFO): (None, Socket._get_tcp_info, True),
+}

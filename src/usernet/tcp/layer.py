@@ -429,8 +429,8 @@ class TcpLayer:
         self.listeners[(addr, port)] = listener
         return listener
 
-    def connect(self, local_addr: int, local_port: int, remote_addr: int, remote_port: int, now: float
-                ) -> TcpConnection:
+    def connect(self, local_addr: int, local_port: int, remote_addr: int, remote_port: int, now: float,
+                ip_options: dict[str, int] | None = None) -> TcpConnection:
         if local_port == 0:
             local_port = self.ephemeral_port(local_addr, (remote_addr, remote_port))
         key = (local_addr, local_port, remote_addr, remote_port)
@@ -445,6 +445,8 @@ class TcpLayer:
                              self._mss_limit(remote_addr))
         self.connections[key] = conn
         self.counters["active_opens"] += 1
+        if ip_options:
+            conn.ip_options = ip_options  # the socket's IP_TTL/IP_TOS, for the SYN already
         conn.start_active(now)
         self.schedule(conn)
         return conn
