@@ -488,7 +488,7 @@ class TcpConnection:
                 self.snd_wnd = seg.window << self.snd_wscale
                 self.max_snd_wnd = self.snd_wnd
                 self.snd_wl1, self.snd_wl2 = seq, ack
-                counters["passive_opens_established"] += 1
+                counters["passive_opens_established" if self.listener is not None else "active_opens_established"] += 1
                 self.layer.established(self)
             else:
                 self.layer.send_reset(self.local_addr, self.remote_addr, self.local_port, self.remote_port,
