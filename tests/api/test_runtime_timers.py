@@ -71,11 +71,11 @@ def test_retransmission_timer_from_app_thread_fires_on_time() -> None:
         dropped = threading.Event()
         original = b.stack.receive
 
-        def drop_first_data(frame, now, trusted=False):  # type: ignore[no-untyped-def]
+        def drop_first_data(frame, now, trusted=False, iface=None):  # type: ignore[no-untyped-def]
             if not dropped.is_set() and bytes(frame[-4:]) == b"DATA":
                 dropped.set()
                 return None
-            return original(frame, now, trusted)
+            return original(frame, now, trusted, iface)
 
         b.stack.receive = drop_first_data  # type: ignore[method-assign]
         start = time.monotonic()

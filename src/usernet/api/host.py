@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from usernet.links.base import Link
-from usernet.stack.core import Stack, StackConfig
+from usernet.stack.core import Interface, Stack, StackConfig
 from usernet.wire import ethernet, ipv4
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ class Host:
                  mtu: int | None = None, mac: str | bytes | None = None, dhcp: bool = False,
                  pcap: str | os.PathLike[str] | None = None, trace: bool | Any = False,
                  impair: str | dict[str, Any] | None = None, seed: int | None = None,
-                 name: str | None = None, stack_config: StackConfig | None = None) -> None:
+                 name: str | None = None, stack_config: StackConfig | None = None, forward: bool = False) -> None:
         if dhcp:
             # The contract reserves the flag; until the DHCP client lands it must say so, not hang.
             raise ValueError("dhcp=True: the DHCP client is not implemented yet; give addr=")
@@ -54,8 +54,14 @@ class Host:
         if isinstance(mac, str):
             mac = ethernet.parse_mac(mac)
         self.dhcp = dhcp
+        config = stack_config or StackConfig()
+        if forward:
+            config.forward = True
         self.stack = Stack(mac=mac or link.mac, layer=link.layer, addr=None if dhcp else addr, gateway=gateway,
-                           mtu=mtu or link.mtu, rng=self.rng, config=stack_config, now=time.monotonic())
+                           mtu=mtu or link.mtu, rng=self.rng, config=config, now=time.monotonic(),
+                           name=getattr(link, "name", None) or "eth0")
+        #: (interface, link) for every interface with a link: the primary first
+        self._links: list[tuple[Interface, Link]] = [(self.stack.primary, link)]
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         self._wake_r, self._wake_w = os.pipe()
@@ -71,6 +77,20 @@ class Host:
         self._services: list[Callable[[], None]] = []  # stop callbacks of `serve` helpers
         # TCP segmentation offload: only a bare link that says it can (wrappers see every frame).
         self.stack.gso_max = int(getattr(link, "gso_max", 0) or 0)
+
+    def add_interface(self, link: Link, addr: str | list[str] | None = None, name: str | None = None,
+                      mtu: int | None = None, mac: str | bytes | None = None) -> Interface:
+        """Another interface over *link*, with its address(es); usable at once, running or not."""
+        if isinstance(mac, str):
+            mac = ethernet.parse_mac(mac)
+        addresses = [addr] if isinstance(addr, str) else list(addr or [])
+        with self._lock:
+            iface = self.stack.add_interface(name or getattr(link, "name", None), layer=link.layer,
+                                             mac=mac or link.mac, mtu=mtu or link.mtu, addresses=addresses)
+            iface.gso_max = int(getattr(link, "gso_max", 0) or 0)
+            self._links.append((iface, link))
+        self._wake()  # the runtime thread waits on the new link from its next round
+        return iface
 
     @staticmethod
     def _wrap_link(link: Link, *, pcap: Any, trace: Any, impair: Any, seed: int | None) -> Link:
@@ -137,7 +157,8 @@ class Host:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
         self._closed = True
-        self.link.close()
+        for _, link in self._links:
+            link.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
         with self._cond:
@@ -156,8 +177,6 @@ class Host:
             pass  # already pending, or closing
 
     def _run(self) -> None:
-        link = self.link
-        link_fd = link.fileno()
         wake_fd = self._wake_r
         stack = self.stack
         lock = self._lock
@@ -171,10 +190,11 @@ class Host:
                     if timeout > 1.0:
                         timeout = 1.0  # bounded so a lost wake-up can never stall the host for long
                     self._armed = now + timeout
+                    links = {link.fileno(): (iface, link) for iface, link in self._links}
                 if link_failed:
                     link_failed = False
                     time.sleep(0.1)
-                ready, _, _ = select.select((link_fd, wake_fd), (), (), timeout)
+                ready, _, _ = select.select([*links, wake_fd], (), (), timeout)
                 if self._stopping:
                     break
                 if wake_fd in ready:
@@ -183,25 +203,29 @@ class Host:
                     except BlockingIOError:
                         pass
                 with lock:
-                    # Every ready frame first, then timers: one pass answers a whole burst.
-                    while True:
-                        try:
-                            frames = link.recv_batch(_MAX_BATCH)
-                        except OSError as err:
-                            # The device went down or away: count it and keep the host alive (the
-                            # wait below bounds the retry rate); sockets see it as silence.
-                            stack.counters["link.rx_error"] += 1
-                            log.warning("link %s receive failed: %s", link.name, err)
-                            link_failed = True
-                            break
-                        if not frames:
-                            break
-                        now = time.monotonic()
-                        receive = stack.receive
-                        for frame, trusted in frames:
-                            receive(frame, now, trusted)
-                        if len(frames) < _MAX_BATCH:
-                            break
+                    # Every ready frame first, then timers: one pass answers a whole burst. Every
+                    # link is read, ready or not: middleware releases frames it held back (delay,
+                    # rate) from recv_batch.
+                    for iface, link in links.values():
+                        while True:
+                            try:
+                                frames = link.recv_batch(_MAX_BATCH)
+                            except OSError as err:
+                                # The device went down or away: count it and keep the host alive (the
+                                # wait bounds the retry rate); sockets see it as silence.
+                                stack.counters["link.rx_error"] += 1
+                                log.warning("link %s receive failed: %s", link.name, err)
+                                link_failed = True
+                                break
+                            if not frames:
+                                break
+                            now = time.monotonic()
+                            receive = stack.receive
+                            for frame, trusted in frames:
+                                receive(frame, now, trusted, iface)
+                            iface.stats["rx_packets"] += len(frames)
+                            if len(frames) < _MAX_BATCH:
+                                break
                     self._flush()
         except Exception:
             log.exception("usernet runtime thread crashed")
@@ -212,18 +236,24 @@ class Host:
                 self._cond.notify_all()
 
     def _flush(self) -> None:
-        """Run timers and transmit. Called with the lock held."""
-        frames = self.stack.poll(time.monotonic())
-        send = self.link.send
-        for frame in frames:
-            try:
-                if type(frame) is tuple:
-                    self.link.send_gso(*frame)  # type: ignore[attr-defined]
-                else:
-                    send(frame)
-            except OSError as err:
-                self.stack.counters["link.tx_error"] += 1
-                log.debug("link send failed: %s", err)
+        """Run timers and transmit on every link. Called with the lock held."""
+        stack = self.stack
+        primary_frames = stack.poll(time.monotonic())
+        for iface, link in self._links:
+            frames = primary_frames if iface is stack.primary else stack.take(iface)
+            if not frames:
+                continue
+            iface.stats["tx_packets"] += len(frames)
+            send = link.send
+            for frame in frames:
+                try:
+                    if type(frame) is tuple:
+                        link.send_gso(*frame)  # type: ignore[attr-defined]
+                    else:
+                        send(frame)
+                except OSError as err:
+                    stack.counters["link.tx_error"] += 1
+                    log.debug("link %s send failed: %s", link.name, err)
         # Handle events already notified waiters; notify once more for timer-driven changes.
         self._cond.notify_all()
 
@@ -231,9 +261,10 @@ class Host:
         """The earliest of the stack's timers and the link's (a delaying fault injector, the
         in-memory switch). Lock held."""
         deadline = self.stack.next_deadline()
-        link_deadline = self.link.next_deadline()
-        if link_deadline is not None and (deadline is None or link_deadline < deadline):
-            deadline = link_deadline
+        for _, link in self._links:
+            link_deadline = link.next_deadline()
+            if link_deadline is not None and (deadline is None or link_deadline < deadline):
+                deadline = link_deadline
         return deadline
 
     def kick(self) -> None:
@@ -263,6 +294,41 @@ class Host:
     @property
     def mac(self) -> str:
         return ethernet.format_mac(self.stack.mac) if self.stack.mac else ""
+
+    def interfaces(self) -> list[dict[str, Any]]:
+        """Every interface, loopback first, as ``ip addr`` shows them (index, name, kind, mac,
+        mtu, addresses, packet counts)."""
+        with self._lock:
+            return self.stack.interfaces_info()
+
+    def routes(self) -> list[dict[str, Any]]:
+        """The routing table, most specific first, as ``ip route`` shows it."""
+        with self._lock:
+            return self.stack.routes_info()
+
+    def neighbours(self) -> list[dict[str, Any]]:
+        """The neighbour (ARP) caches of every interface, as ``ip neigh`` shows them."""
+        with self._lock:
+            return self.stack.neighbours_info()
+
+    def add_address(self, addr: str, interface: str | None = None) -> None:
+        """Add an address to an interface (default: the primary one)."""
+        with self._lock:
+            iface = self.stack.interface(interface) if interface else self.stack.primary
+            self.stack.add_address(iface, addr)
+            self.kick()
+
+    def remove_address(self, addr: str, interface: str | None = None) -> None:
+        """Remove an address; sockets bound to it fail with EADDRNOTAVAIL."""
+        with self._lock:
+            iface = self.stack.interface(interface) if interface else self.stack.primary
+            self.stack.remove_address(iface, addr)
+            self.kick()
+
+    def add_route(self, cidr: str, via: str | None = None, interface: str | None = None, metric: int = 0) -> None:
+        """A static route (``ip route add CIDR via G [dev IF] [metric N]``)."""
+        with self._lock:
+            self.stack.add_route(cidr, via, self.stack.interface(interface) if interface else None, metric)
 
     @property
     def counters(self) -> dict[str, int]:
@@ -341,7 +407,7 @@ class Host:
 
     def _resolve(self, name: str) -> str:
         if name == "localhost":
-            return self.address  # this host's own address: usernet has no loopback interface
+            return "127.0.0.1"  # the loopback, as /etc/hosts says
         try:
             return ipv4.ntoa(ipv4.addr(name))
         except ValueError:

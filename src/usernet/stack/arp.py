@@ -1,95 +1,78 @@
-"""The neighbour (ARP) cache: RFC 826 resolution with RFC 1122 2.3.2.1 cache validation.
-
-Each entry is REACHABLE for ``reachable_time`` after confirmation, then STALE: a stale entry is
-still used (no packet is held back) but triggers a unicast re-probe, and is forgotten after
-``stale_time`` without confirmation. Unresolved neighbours hold a bounded queue of waiting
-packets (so the first packet of a conversation is not lost) and are retried ``retries`` times.
+"""ARP (RFC 826) on the host's Ethernet interfaces: answering for our addresses, learning
+neighbours, announcing and defending addresses (RFC 5227). The cache and the queue of packets
+waiting for an answer are the interface's :class:`~usernet.stack.neighbour.NeighbourResolver`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import deque
-from dataclasses import dataclass
 
-from usernet.wire.ipv4 import ntoa
+from usernet.stack.base import StackBase
+from usernet.stack.interface import Interface
+from usernet.wire import arp, ethernet, ipv4
 
 log = logging.getLogger("usernet.arp")
 
-
-@dataclass(slots=True)
-class ArpConfig:
-    reachable_time: float = 30.0
-    stale_time: float = 60.0
-    retry_interval: float = 1.0
-    retries: int = 3
-    max_entries: int = 1024
-    max_pending_neighbours: int = 64
-    max_queue_per_neighbour: int = 16
+_ZERO_MAC = b"\0" * 6
 
 
-class Neighbour:
-    __slots__ = ("mac", "confirmed", "probed")
+class ArpMixin(StackBase):
+    def _emit_l2(self, iface: Interface, dst_mac: bytes, ethertype: int, payload: bytes | bytearray) -> None:
+        self._queue_frame(iface, b"".join((dst_mac, iface.mac, ethertype.to_bytes(2, "big"), payload)))
 
-    def __init__(self, mac: bytes, confirmed: float) -> None:
-        self.mac = mac
-        self.confirmed = confirmed
-        self.probed = 0.0  # when we last re-probed while stale
+    def _arp_input(self, iface: Interface, frame: bytes | bytearray | memoryview, offset: int) -> None:
+        counters = self.counters
+        packet = arp.parse(frame, offset)
+        counters["arp.rx"] += 1
+        target = packet.target_ip
+        # Weak end-system (as Linux's arp_ignore=0): answer for any of our addresses, except
+        # loopback ones, on any Ethernet interface.
+        owner = self.local_addrs.get(target)
+        for_us = owner is not None and not owner.is_loopback
+        sender = packet.sender_ip
+        if sender == 0 or ipv4.is_multicast(sender) or sender == 0xFFFFFFFF:
+            # An ARP probe (RFC 5227: sender 0.0.0.0) teaches us nothing; a bogus sender is ignored.
+            if packet.op == arp.OP_REQUEST and for_us:
+                counters["arp.probe_for_us"] += 1
+                counters["arp.tx_reply"] += 1
+                self._send_arp_reply(iface, packet.sender_mac, sender, target)
+            return
+        if packet.sender_mac[0] & 1:
+            counters["arp.bad_sender_mac"] += 1
+            return
+        if sender in self.local_addrs:
+            counters["arp.address_conflict"] += 1
+            log.warning("ARP: %s claims our address %s on %s", ethernet.format_mac(packet.sender_mac),
+                        ipv4.ntoa(sender), iface.name)
+            return
+        resolver = iface.neighbours
+        if resolver is None:
+            return
+        # RFC 826 merge: refresh an entry we have; create one only when the packet is for us.
+        for ip_packet in resolver.confirm(sender, packet.sender_mac, self._now, create=for_us):
+            self._emit_ip_frame(iface, packet.sender_mac, ip_packet)
+        if sender == target:
+            counters["arp.rx_gratuitous"] += 1  # an announcement: refreshed above, nothing to answer
+        elif packet.op == arp.OP_REQUEST:
+            if for_us:
+                counters["arp.tx_reply"] += 1
+                self._send_arp_reply(iface, packet.sender_mac, sender, target)
+            else:
+                counters["arp.request_not_for_us"] += 1
 
+    def _send_arp_reply(self, iface: Interface, to_mac: bytes, to_ip: int, our_ip: int) -> None:
+        self._emit_l2(iface, to_mac, ethernet.ETHERTYPE_ARP, arp.build(arp.OP_REPLY, iface.mac, our_ip, to_mac, to_ip))
 
-class Pending:
-    """A neighbour being resolved: the packets waiting for it and the retry schedule."""
+    def _send_arp_request(self, iface: Interface, ip: int, unicast_to: bytes | None = None) -> None:
+        self.counters["arp.tx_request"] += 1
+        self._emit_l2(iface, unicast_to or ethernet.BROADCAST, ethernet.ETHERTYPE_ARP,
+                      arp.build(arp.OP_REQUEST, iface.mac, iface.source_for(ip), _ZERO_MAC, ip))
 
-    __slots__ = ("queue", "attempts", "next_try")
+    def _announce(self, iface: Interface, address: int) -> None:
+        """Gratuitous ARP (RFC 5227 2.3 announcement): neighbours refresh stale entries for us."""
+        self._emit_l2(iface, ethernet.BROADCAST, ethernet.ETHERTYPE_ARP,
+                      arp.build(arp.OP_REQUEST, iface.mac, address, _ZERO_MAC, address))
+        self.counters["arp.tx_gratuitous"] += 1
 
-    def __init__(self, next_try: float) -> None:
-        self.queue: deque[bytes | bytearray] = deque()
-        self.attempts = 1
-        self.next_try = next_try
-
-
-class NeighbourCache:
-    def __init__(self, config: ArpConfig | None = None) -> None:
-        self.config = config or ArpConfig()
-        self.entries: dict[int, Neighbour] = {}
-        self.pending: dict[int, Pending] = {}
-
-    def lookup(self, ip: int, now: float) -> Neighbour | None:
-        entry = self.entries.get(ip)
-        if entry is not None and now - entry.confirmed > self.config.reachable_time + self.config.stale_time:
-            del self.entries[ip]
-            log.debug("ARP: %s expired (stale for %.0f s)", ntoa(ip), self.config.stale_time)
-            return None
-        return entry
-
-    def is_stale(self, entry: Neighbour, now: float) -> bool:
-        return now - entry.confirmed > self.config.reachable_time
-
-    def update(self, ip: int, mac: bytes, now: float, create: bool) -> Pending | None:
-        """Record *ip* at *mac*. Without *create*, only an existing entry (or pending resolution) is
-        refreshed: RFC 826's merge rule. Returns the pending queue that can now be flushed."""
-        entry = self.entries.get(ip)
-        pending = self.pending.pop(ip, None)
-        if entry is not None:
-            if entry.mac != mac:
-                log.info("ARP: %s moved from %s to %s", ntoa(ip), entry.mac.hex(":"), mac.hex(":"))
-            entry.mac = mac
-            entry.confirmed = now
-        elif create or pending is not None:
-            if len(self.entries) >= self.config.max_entries:
-                self._evict_oldest()
-            self.entries[ip] = Neighbour(mac, now)
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("ARP: %s is at %s (new entry%s)", ntoa(ip), mac.hex(":"),
-                          f", {len(pending.queue)} queued packets released" if pending else "")
-        return pending
-
-    def _evict_oldest(self) -> None:
-        oldest = min(self.entries, key=lambda ip: self.entries[ip].confirmed)
-        del self.entries[oldest]
-        log.debug("ARP: cache full, %s evicted", ntoa(oldest))
-
-    def next_deadline(self) -> float | None:
-        if not self.pending:
-            return None
-        return min(p.next_try for p in self.pending.values())
+    def _emit_ip_frame(self, iface: Interface, dst_mac: bytes, packet: bytes | bytearray) -> None:
+        self._queue_frame(iface, b"".join((dst_mac, iface.mac, b"\x08\x00", packet)))

@@ -7,10 +7,13 @@ port unreachable on a connected endpoint becomes ECONNREFUSED, like Linux).
 
 from __future__ import annotations
 
+import errno
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from usernet.errors import os_error
+from usernet.stack.base import StackBase
+from usernet.wire import icmp, ipv4, udp
 
 DEFAULT_RCVBUF = 212992  # Linux's default net.core.rmem_default
 EPHEMERAL_LOW = 32768
@@ -97,3 +100,89 @@ class EchoEndpoint:
         self.errors.append((icmp_type, code, source))
         if self.on_event is not None:
             self.on_event()
+
+
+class UdpMixin(StackBase):
+    """UDP input and output for the host (RFC 768, RFC 1122 4.1)."""
+
+    def _udp_input(self, header: ipv4.IPv4Header, payload: memoryview, broadcast: bool, trusted: bool,
+                   frame: bytes | bytearray | memoryview, offset: int) -> None:
+        counters = self.counters
+        sport, dport, data = udp.parse(payload, header.src, header.dst, verify_checksum=not trusted)
+        counters["udp.rx"] += 1
+        endpoints = self.udp_ports.get(dport)
+        delivered = matched = False
+        if endpoints:
+            src_pair = (header.src, sport)
+            body: bytes | None = None
+            for endpoint in endpoints:
+                if endpoint.local_addr and endpoint.local_addr != header.dst and not broadcast:
+                    continue
+                if endpoint.connected and (endpoint.remote_addr != header.src or endpoint.remote_port != sport):
+                    continue
+                matched = True
+                if body is None:
+                    body = bytes(data)
+                if endpoint.deliver(body, src_pair):
+                    delivered = True
+                else:
+                    self._drop("udp.rcvbuf_errors")
+                if not broadcast:
+                    break  # unicast goes to one socket (the first bound); broadcast to all
+        if delivered or matched:
+            return
+        self._drop("udp.no_port")
+        if not broadcast:
+            # RFC 1122 4.1.3.1: port unreachable for a closed port. (For a reassembled datagram this
+            # quotes its last fragment, which _send_icmp_error then declines to answer: acceptable.)
+            original = memoryview(frame)[offset:offset + header.total_length]
+            self._send_icmp_error(icmp.DEST_UNREACHABLE, icmp.CODE_PORT_UNREACHABLE, original, header.src, 0)
+
+    def udp_open(self, local_addr: int = 0, local_port: int = 0, reuse: bool = False) -> UdpEndpoint:
+        """Bind a UDP endpoint; port 0 picks an ephemeral port from the RNG."""
+        if local_addr and not self.is_local(local_addr) and local_addr != 0xFFFFFFFF:
+            raise os_error(errno.EADDRNOTAVAIL, "Cannot assign requested address")
+        if local_port == 0:
+            local_port = self._ephemeral_port(self.udp_ports)
+        elif not 0 < local_port < 0x10000:
+            raise OverflowError("port must be 0-65535.")
+        existing = self.udp_ports.get(local_port)
+        # SO_REUSEADDR on UDP (Linux): several sockets may share a port if every one of them asked.
+        if existing and not (reuse and all(e.reuse for e in existing)):
+            raise os_error(errno.EADDRINUSE, "Address already in use")
+        endpoint = UdpEndpoint(local_addr, local_port)
+        endpoint.reuse = reuse
+        self.udp_ports.setdefault(local_port, []).append(endpoint)
+        return endpoint
+
+    def udp_close(self, endpoint: UdpEndpoint) -> None:
+        endpoint.closed = True
+        endpoints = self.udp_ports.get(endpoint.local_port)
+        if endpoints and endpoint in endpoints:
+            endpoints.remove(endpoint)
+            if not endpoints:
+                del self.udp_ports[endpoint.local_port]
+
+    def udp_send(self, endpoint: UdpEndpoint, data: bytes | bytearray | memoryview, dst: int, dport: int) -> None:
+        if not 0 < dport < 0x10000:
+            raise os_error(errno.EINVAL, "Invalid argument")
+        if len(data) > 65507:
+            raise os_error(errno.EMSGSIZE, "Message too long")
+        if (dst == 0xFFFFFFFF or dst in self.broadcasts) and not endpoint.broadcast:
+            raise PermissionError(errno.EACCES, "Permission denied")
+        src = endpoint.local_addr
+        if not src or src == 0xFFFFFFFF:
+            src = self.source_for(dst)  # RFC 1122 3.3.4.3; raises ENETUNREACH without a route
+        ip = endpoint.ip_options  # the socket's IP_TTL/IP_TOS
+        self.send_ip(src, dst, ipv4.PROTO_UDP, udp.build(src, dst, endpoint.local_port, dport, data),
+                     ttl=ip.get("ttl"), tos=ip.get("tos", 0))
+        self.counters["udp.tx"] += 1
+
+    def _ephemeral_port(self, table: Mapping[int, object]) -> int:
+        span = EPHEMERAL_HIGH - EPHEMERAL_LOW + 1
+        start = self.rng.randrange(span)
+        for i in range(span):
+            port = EPHEMERAL_LOW + (start + i) % span
+            if port not in table:
+                return port
+        raise os_error(errno.EADDRINUSE, "Address already in use")

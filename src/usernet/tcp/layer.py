@@ -378,6 +378,12 @@ class TcpLayer:
             if deadline is not None and conn.state != CLOSED:
                 assert conn.timer_at is not None and conn.timer_at <= deadline, (conn, conn.timer_at, deadline)
 
+    def address_removed(self, addr: int) -> None:
+        """An address of the host went away (DHCP expiry, `ip addr del`): its connections fail
+        with EADDRNOTAVAIL at once rather than retransmitting into the void."""
+        for conn in [c for c in self.connections.values() if c.local_addr == addr]:
+            conn._fail(errno.EADDRNOTAVAIL)
+
     def forget(self, conn: TcpConnection) -> None:
         key = (conn.local_addr, conn.local_port, conn.remote_addr, conn.remote_port)
         if self.connections.get(key) is conn:
