@@ -9,12 +9,15 @@
 
 from socket import (
     AF_INET,
+    IP_TOS,
+    IP_TTL,
     IPPROTO_ICMP,
     IPPROTO_IP,
     IPPROTO_TCP,
     IPPROTO_UDP,
     MSG_DONTWAIT,
     MSG_PEEK,
+    MSG_WAITALL,
     SHUT_RD,
     SHUT_RDWR,
     SHUT_WR,
@@ -23,16 +26,21 @@ from socket import (
     SO_KEEPALIVE,
     SO_LINGER,
     SO_RCVBUF,
+    SO_RCVTIMEO,
     SO_REUSEADDR,
+    SO_REUSEPORT,
     SO_SNDBUF,
+    SO_SNDTIMEO,
     SO_TYPE,
     SOCK_DGRAM,
     SOCK_STREAM,
     SOL_SOCKET,
+    TCP_INFO,
     TCP_KEEPCNT,
     TCP_KEEPIDLE,
     TCP_KEEPINTVL,
     TCP_NODELAY,
+    TCP_USER_TIMEOUT,
 )
 
 from usernet.api.host import Host
@@ -40,7 +48,8 @@ from usernet.api.host import Host
 __version__ = "0.1.0"
 
 __all__ = [
-    "AF_INET", "IPPROTO_ICMP", "IPPROTO_IP", "IPPROTO_TCP", "IPPROTO_UDP", "MSG_DONTWAIT", "MSG_PEEK", "SHUT_RD",
+    "AF_INET", "IPPROTO_ICMP", "IPPROTO_IP", "IPPROTO_TCP", "IPPROTO_UDP", "IP_TOS", "IP_TTL", "MSG_DONTWAIT",
+    "MSG_PEEK", "MSG_WAITALL", "SO_RCVTIMEO", "SO_REUSEPORT", "SO_SNDTIMEO", "TCP_INFO", "TCP_USER_TIMEOUT", "SHUT_RD",
     "SHUT_RDWR", "SHUT_WR", "SOCK_DGRAM", "SOCK_STREAM", "SOL_SOCKET", "SO_BROADCAST", "SO_ERROR", "SO_KEEPALIVE",
     "SO_LINGER", "SO_RCVBUF", "SO_REUSEADDR", "SO_SNDBUF", "SO_TYPE", "TCP_KEEPCNT", "TCP_KEEPIDLE",
     "TCP_KEEPINTVL", "TCP_NODELAY", "Host", "__version__",

@@ -664,7 +664,7 @@ class Socket:
         host = self._host
         with host._lock:
             stack = host.stack
-            if addr and addr != stack.addr and addr != 0xFFFFFFFF:
+            if addr and not stack.is_local(addr) and addr != 0xFFFFFFFF:
                 raise _err(errno.EADDRNOTAVAIL)
             if self.type == SOCK_DGRAM:
                 if self._udp is not None:
@@ -787,6 +787,10 @@ class Socket:
             endpoint = self._ensure_udp()
             with host._lock:
                 host.stack.next_hop(addr)  # ENETUNREACH now, as the kernel does
+                if not endpoint.local_addr:
+                    # As Linux's ip4_datagram_connect: the route's source address becomes the
+                    # socket's, so getsockname() tells it and replies to other addresses are not ours.
+                    endpoint.local_addr = host.stack.source_for(addr)
                 endpoint.remote_addr, endpoint.remote_port = addr, port
             return
         with host._cond:
@@ -803,7 +807,7 @@ class Socket:
                 layer = self._tcp()
                 local_addr, local_port = self._bound if self._bound is not None else (0, 0)
                 self._release_port()
-                conn = layer.connect(local_addr or stack.addr, local_port, addr, port, host.clock(),
+                conn = layer.connect(local_addr or stack.source_for(addr), local_port, addr, port, host.clock(),
                                      self._ip_options())
                 conn.on_event = self._on_event
                 self._conn = conn

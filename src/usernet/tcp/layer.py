@@ -297,8 +297,12 @@ class TcpLayer:
             return
         self.counters["icmp_errors"] += 1
         if icmp_type == 3 and code == 4 and next_hop_mtu >= 68:
-            conn.mss_limit = conn.mss = max(48, min(conn.mss, next_hop_mtu - 40))
+            # RFC 1191 6.4: the segment size follows the path MTU, less the options every
+            # segment carries (timestamps: 12 bytes), as mss is counted.
+            conn.mss_limit = min(conn.mss_limit, next_hop_mtu - 40)
+            conn.mss = max(48, min(conn.mss, conn.mss_limit - (12 if conn.ts_ok else 0)))
             conn.cc.mss = conn.mss
+            self.mark_dirty(conn)  # retransmit at the new size now, not at the next RTO
             return
         if icmp_type == 3 and code in (2, 3, 4) or conn.state == "SYN-SENT":
             code_errno = errno.ECONNREFUSED if code in (2, 3) else errno.EHOSTUNREACH
