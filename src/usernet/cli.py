@@ -1,19 +1,40 @@
-"""The ``usernet`` command line tool."""
+"""The ``usernet`` command line tool.
+
+Exit codes: 0 success (also when SIGTERM/SIGHUP, or Ctrl-C for up and ping, end a command), 1 the
+network said no (no reply, refused, unreachable) or an internal error, 2 bad input (one line on stderr,
+checked before anything is opened when the system is not needed for it), 130 Ctrl-C during start-up or
+in nc, 141 stdout closed under us (``usernet ping ... | head -1``).
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
+import fcntl
 import logging
 import math
+import os
+import re
+import select
 import signal
+import socket
 import statistics
+import struct
+import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+import traceback
+from collections.abc import Callable, Sequence
+from types import TracebackType
 from typing import Any, NoReturn
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # what a shell reports for a program killed by SIGPIPE
+MAX_PING_SIZE = 65535 - 20 - 8  # the payload of one IPv4 datagram (IP and ICMP headers)
+
+log = logging.getLogger("usernet.cli")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -27,21 +48,198 @@ class UsageError(Exception):
     """A problem with what the user asked for: printed as one line, exit code 2."""
 
 
+class _Signals:
+    """Signal handlers that only record the signal and write a byte to a pipe; the main loop acts.
+
+    Printing from a handler can re-enter the stdout buffer it interrupted, and threading.Event.set()
+    from a handler can deadlock on the lock the interrupted code holds; a pipe is select-able too.
+    """
+
+    def __init__(self, *signums: int) -> None:
+        self.received: list[int] = []
+        self._r, self._w = os.pipe()
+        os.set_blocking(self._r, False)
+        os.set_blocking(self._w, False)
+        self._previous = {signum: signal.signal(signum, self._on_signal) for signum in signums}
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.received.append(signum)
+        try:
+            os.write(self._w, b"!")
+        except OSError:
+            pass  # the pipe is full: a wake-up is pending anyway
+
+    def fileno(self) -> int:
+        return self._r
+
+    def take(self) -> list[int]:
+        """The signals received since the last call (drains the pipe)."""
+        try:
+            while os.read(self._r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        got, self.received = self.received, []
+        return got
+
+    def wait(self, timeout: float) -> list[int]:
+        select.select([self._r], [], [], timeout)
+        return self.take()
+
+    def __enter__(self) -> _Signals:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        os.close(self._r)
+        os.close(self._w)
+
+
+# ----------------------------------------------------------------- link options
+
+def _add_common_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default=None,
+                        help="logging of the usernet modules to stderr (default warning, or as -v/-vv say)")
+
+
 def _add_link_options(parser: argparse.ArgumentParser, addr_default: str | None = "10.0.0.2/24") -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--iface", metavar="IF", help="an existing interface, over AF_PACKET")
     group.add_argument("--tap", metavar="NAME", help="a TAP device (created if missing)")
     group.add_argument("--tun", metavar="NAME", help="a TUN device (layer 3, created if missing)")
-    parser.add_argument("--addr", metavar="A/P", default=addr_default, help=f"address/prefix (default {addr_default})")
-    parser.add_argument("--gateway", metavar="G", help="default gateway")
-    parser.add_argument("--mtu", type=int, metavar="N", help="IP MTU (default: the link's)")
-    parser.add_argument("--mac", metavar="MAC", help="hardware address (default: the link's or a random one)")
+    parser.add_argument("--addr", metavar="A/P", default=addr_default,
+                        help=f"address/prefix, the prefix is required (default {addr_default})")
+    parser.add_argument("--gateway", metavar="G", help="default gateway, inside the subnet of --addr")
+    parser.add_argument("--mtu", type=int, metavar="N",
+                        help="IP MTU (default: the link's; with --iface at most the interface's)")
+    parser.add_argument("--mac", metavar="MAC", help="unicast hardware address (default: the link's or a random one)")
     parser.add_argument("--pcap", metavar="FILE", help="write every frame to a pcap file")
-    parser.add_argument("--trace", action="store_true", help="print one line per frame")
+    parser.add_argument("--pcap-fix-checksums", action="store_true",
+                        help="write completed checksums into the pcap (offloaded frames carry partial ones)")
+    parser.add_argument("--trace", action="store_true",
+                        help="print one tcpdump-style line per frame to stderr (-v more, -vv every field)")
+    parser.add_argument("-S", dest="absolute_seq", action="store_true",
+                        help="absolute TCP sequence numbers in --trace (default relative)")
+    parser.add_argument("-x", dest="hexdump", action="store_true", help="hexdump each frame in --trace")
     parser.add_argument("--impair", metavar="SPEC",
                         help="fault injection: loss=P,dup=P,reorder=P,corrupt=P,delay=MS,rate=MBPS")
     parser.add_argument("--seed", type=int, metavar="N", help="seed for every random choice (reproducible runs)")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more detail: logging at info (-vv debug) unless --log-level is given, and in --trace")
+    _add_common_options(parser)
+
+
+def _ipv4_literal(text: str, what: str = "") -> int:
+    """A dotted quad, or localhost (the loopback); other names are refused until the DNS client lands."""
+    from usernet.wire import ipv4
+
+    label = f"{what} {text}" if what else text
+    if text == "localhost":
+        return 0x7F000001
+    try:
+        return ipv4.addr(text)
+    except ValueError:
+        raise UsageError(f"{label}: not an IPv4 address (host names are not resolved yet)") from None
+
+
+def _destination(text: str) -> str:
+    from usernet.wire import ipv4
+
+    value = _ipv4_literal(text)
+    if value >> 24 == 0 or ipv4.is_multicast(value) or value >> 28 == 0xF:
+        raise UsageError(f"{text}: not a unicast address usernet can reach")
+    return ipv4.ntoa(value)
+
+
+def _port(text: str) -> int:
+    if not (text.isascii() and text.isdigit()):
+        raise UsageError(f"port {text!r}: not a number")
+    if not 0 < int(text) < 65536:
+        raise UsageError(f"port {text}: out of range 1..65535")
+    return int(text)
+
+
+def _mask(prefix: int) -> int:
+    return (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF
+
+
+def _check_addr(text: str) -> tuple[int, int]:
+    from usernet.wire import ipv4
+
+    addr_text, slash, prefix_text = text.partition("/")
+    address = _ipv4_literal(addr_text, "--addr")
+    if not slash:
+        raise UsageError(f"--addr {text}: give a prefix, e.g. {text}/24")
+    if not (prefix_text.isascii() and prefix_text.isdigit() and int(prefix_text) <= 32):
+        raise UsageError(f"--addr {text}: the prefix must be a number 0..32")
+    prefix = int(prefix_text)
+    if address == 0 or ipv4.is_martian_source(address):
+        raise UsageError(f"--addr {text}: not a usable host address")
+    host_bits = address & ~_mask(prefix) & 0xFFFFFFFF
+    if prefix < 31 and host_bits in (0, ~_mask(prefix) & 0xFFFFFFFF):
+        which = "network" if host_bits == 0 else "broadcast"
+        raise UsageError(f"--addr {text}: that is the {which} address of {ipv4.ntoa(address & _mask(prefix))}/{prefix}")
+    return address, prefix
+
+
+def _check_link_args(args: argparse.Namespace) -> None:
+    """Everything about the link flags that can be judged without touching the system."""
+    from usernet.links.impair import parse_impair_spec
+    from usernet.wire import ethernet, ipv4
+
+    if args.impair:
+        try:
+            parse_impair_spec(args.impair)
+        except ValueError as err:
+            raise UsageError(f"--impair: {err}") from None
+    if args.mtu is not None and not 68 <= args.mtu <= 65535:
+        raise UsageError(f"--mtu {args.mtu}: out of range 68..65535")
+    if args.addr is None:
+        raise UsageError("give --addr A/P")
+    address, prefix = _check_addr(args.addr)
+    if args.gateway is not None:
+        gateway = _ipv4_literal(args.gateway, "--gateway")
+        if args.tun:
+            raise UsageError(f"--gateway {args.gateway}: a TUN device is layer 3, every destination is on the link")
+        if gateway == address:
+            raise UsageError(f"--gateway {args.gateway}: that is --addr itself")
+        if gateway & _mask(prefix) != address & _mask(prefix):
+            raise UsageError(f"--gateway {args.gateway}: not in {ipv4.ntoa(address & _mask(prefix))}/{prefix}, "
+                             f"the subnet of --addr {args.addr}")
+    if args.mac is not None:
+        if args.tun:
+            raise UsageError(f"--mac {args.mac}: a TUN device carries no Ethernet frames")
+        try:
+            mac = ethernet.parse_mac(args.mac)
+        except ValueError:
+            raise UsageError(f"--mac {args.mac}: not a MAC address (e.g. 02:00:00:00:00:01)") from None
+        if mac[0] & 1:
+            what = "the broadcast" if mac == b"\xff" * 6 else "a multicast"
+            raise UsageError(f"--mac {args.mac}: {what} address (group bit set); a host needs a unicast one")
+        if mac == bytes(6):
+            raise UsageError(f"--mac {args.mac}: the all-zero address is not a host's")
+    if args.pcap is not None:
+        directory = os.path.dirname(os.path.abspath(args.pcap))
+        if not os.path.isdir(directory):
+            raise UsageError(f"--pcap {args.pcap}: no such directory {directory}")
+        if os.path.isdir(args.pcap):
+            raise UsageError(f"--pcap {args.pcap}: is a directory")
+    elif args.pcap_fix_checksums:
+        raise UsageError("--pcap-fix-checksums: only with --pcap FILE")
+    if not args.trace and (args.absolute_seq or args.hexdump):
+        raise UsageError(f"{'-S' if args.absolute_seq else '-x'}: only with --trace")
+    if args.tap or args.tun:
+        from usernet.links.tuntap import device_kind
+
+        name = args.tap or args.tun
+        want = "tap" if args.tap else "tun"
+        kind = device_kind(name)
+        if kind not in (None, want):
+            if kind in ("tap", "tun"):
+                raise UsageError(f"--{want} {name}: {name} is a {kind.upper()} device; use --{kind} {name}")
+            raise UsageError(f"--{want} {name}: {name} exists and is not a {want.upper()} device "
+                             f"(use --iface {name} for an existing interface)")
 
 
 def _open_link(args: argparse.Namespace) -> Any:
@@ -51,219 +249,438 @@ def _open_link(args: argparse.Namespace) -> Any:
         if args.iface:
             return links.Packet(args.iface)
         if args.tap:
-            return links.Tap(args.tap)
+            return links.Tap(args.tap, mtu=args.mtu)  # we bring it up: its MTU is ours to set
         if args.tun:
-            return links.Tun(args.tun)
+            return links.Tun(args.tun, mtu=args.mtu)
     except OSError as err:
         name = args.iface or args.tap or args.tun
         raise UsageError(f"cannot open {name}: {err.strerror or err}") from None
     raise UsageError("choose a link: --iface IF, --tap NAME or --tun NAME")
 
 
-def _make_host(args: argparse.Namespace, dhcp: bool = False) -> Any:
-    from usernet.api.host import Host
-    from usernet.links.impair import parse_impair_spec
+def _kernel_addresses(ifname: str) -> list[str]:
+    """The IPv4 addresses ("A/P") the kernel holds on *ifname*, best effort."""
+    try:
+        result = subprocess.run(["ip", "-o", "-4", "addr", "show", "dev", ifname], capture_output=True,
+                                text=True, timeout=5, check=False)
+        return re.findall(r"\binet (\d+\.\d+\.\d+\.\d+/\d+)", result.stdout)
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:  # no iproute2: the primary address by SIOCGIFADDR
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            reply = fcntl.ioctl(sock.fileno(), 0x8915, struct.pack("256s", ifname.encode()[:15]))
+        return [socket.inet_ntoa(reply[20:24]) + "/32"]
+    except OSError:
+        return []
 
-    if args.impair:
-        try:
-            parse_impair_spec(args.impair)
-        except ValueError as err:
-            raise UsageError(f"--impair: {err}") from None
-    if args.mtu is not None and not 68 <= args.mtu <= 65535:
-        raise UsageError(f"--mtu {args.mtu}: out of range 68..65535")
+
+def _check_link(args: argparse.Namespace, link: Any) -> None:
+    """What depends on the device itself, once it is open."""
+    if args.mtu is not None:
+        limit = int(getattr(link, "device_mtu", link.mtu))
+        if args.mtu > limit:
+            hint = f"raise it first: ip link set {link.name} mtu {args.mtu}" if args.iface else "the kernel refused it"
+            raise UsageError(f"--mtu {args.mtu}: larger than {link.name}'s MTU {limit} ({hint})")
+    ours = args.addr.partition("/")[0]
+    for held in _kernel_addresses(link.name):
+        if held.partition("/")[0] == ours:
+            print(f"usernet: warning: the kernel also holds {ours} on {link.name} and will answer for it too "
+                  f"(ip addr del {held} dev {link.name})", file=sys.stderr, flush=True)
+
+
+def _host_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The Host keyword arguments for the link flags (the middleware's options as dicts)."""
+    trace: Any = False
+    if args.trace:
+        trace = {"out": sys.stderr, "verbose": args.verbose, "absolute": args.absolute_seq,
+                 "hexdump": args.hexdump}
+    pcap: Any = args.pcap
+    if args.pcap and args.pcap_fix_checksums:
+        pcap = {"path": args.pcap, "fix_checksums": True}
+    return {"addr": args.addr, "gateway": args.gateway, "mtu": args.mtu, "mac": args.mac, "pcap": pcap,
+            "trace": trace, "impair": args.impair, "seed": args.seed}
+
+
+def _make_host(args: argparse.Namespace) -> Any:
+    from usernet.api.host import Host
+
+    _check_link_args(args)
     link = _open_link(args)
     try:
-        return Host(link, addr=args.addr, gateway=args.gateway, mtu=args.mtu, mac=args.mac, dhcp=dhcp,
-                    pcap=args.pcap, trace=args.trace, impair=args.impair, seed=args.seed)
+        _check_link(args, link)
+        return Host(link, **_host_options(args))
     except ValueError as err:
         link.close()
         raise UsageError(str(err)) from None
+    except OSError as err:
+        link.close()
+        if args.pcap and err.filename == args.pcap:
+            raise UsageError(f"--pcap {args.pcap}: {err.strerror}") from None
+        raise
+    except BaseException:
+        link.close()
+        raise
 
 
 # ----------------------------------------------------------------- up
 
-def _parse_serve(spec: str) -> tuple[str, list[str]]:
-    kind, _, rest = spec.partition(":")
-    return kind, rest.split(":") if rest else []
+def _parse_services(specs: Sequence[str]) -> list[tuple[str, str, int]]:
+    """--serve specs to (spec, kind, port), refusing unknown kinds, bad ports and one port twice."""
+    from usernet.apps.services import SIMPLE_SERVICES
 
-
-def _start_services(host: Any, specs: Sequence[str]) -> list[str]:
-    from usernet.apps.services import SIMPLE_SERVICES, serve_simple
-
-    started = []
+    parsed: list[tuple[str, str, int]] = []
+    by_port: dict[int, str] = {}
     for spec in specs:
-        kind, params = _parse_serve(spec)
-        if kind in SIMPLE_SERVICES:
-            if len(params) != 1 or not params[0].isdigit() or not 0 < int(params[0]) < 65536:
-                raise UsageError(f"--serve {spec}: expected {kind}:PORT")
-            serve_simple(host, kind, int(params[0]))
-            started.append(spec)
-        else:
+        kind, _, rest = spec.partition(":")
+        if kind not in SIMPLE_SERVICES:
             raise UsageError(f"--serve {spec}: unknown service {kind!r} (available: {', '.join(SIMPLE_SERVICES)})")
-    return started
+        if not (rest.isascii() and rest.isdigit() and 0 < int(rest) < 65536):
+            raise UsageError(f"--serve {spec}: expected {kind}:PORT with PORT 1..65535")
+        port = int(rest)
+        if port in by_port:
+            other = by_port[port]
+            if other == spec:
+                raise UsageError(f"--serve {spec}: given twice")
+            raise UsageError(f"--serve {spec}: port {port} is already taken by --serve {other}")
+        by_port[port] = spec
+        parsed.append((spec, kind, port))
+    return parsed
+
+
+def _print_counters(host: Any) -> None:
+    print("counters:")
+    print(host.format_counters(), flush=True)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    stop = threading.Event()
+    from usernet.apps.services import serve_simple
 
-    def on_signal(signum: int, frame: Any) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    host = _make_host(args, dhcp=args.dhcp)
+    if args.dhcp:
+        raise UsageError("--dhcp: the DHCP client is not implemented yet; give --addr A/P")
+    services = _parse_services(args.serve or [])
+    host = _make_host(args)
     with host:
-        try:
-            services = _start_services(host, args.serve or [])
-        except (OSError, ValueError) as err:
-            raise UsageError(str(err)) from None
-        print(f"ready {host.address} mac {host.mac or '-'} mtu {host.stack.mtu} link {host.raw_link.name}"
-              + (f" serving {' '.join(services)}" if services else ""), flush=True)
-        while not stop.is_set():
-            stop.wait(0.5)
-            if not host.running:
-                print("usernet: runtime stopped unexpectedly", file=sys.stderr)
-                return 1
-    print("counters:")
-    print(host.format_counters(), flush=True)
+        for spec, kind, port in services:
+            try:
+                serve_simple(host, kind, port)
+            except (OSError, ValueError) as err:
+                raise UsageError(f"--serve {spec}: {getattr(err, 'strerror', None) or err}") from None
+        # Handlers only now: a Ctrl-C during start-up is a KeyboardInterrupt (exit 130, one line).
+        with _Signals(signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1) as signals:
+            print(f"ready {host.address} mac {host.mac or '-'} mtu {host.stack.mtu} link {host.raw_link.name}"
+                  + (f" serving {' '.join(spec for spec, _, _ in services)}" if services else ""), flush=True)
+            while True:
+                got = signals.wait(0.5)
+                if signal.SIGUSR1 in got:
+                    _print_counters(host)
+                if any(signum != signal.SIGUSR1 for signum in got):
+                    break
+                if not host.running:
+                    print("usernet: runtime stopped unexpectedly", file=sys.stderr)
+                    return 1
+    _print_counters(host)
     return 0
 
 
 # ----------------------------------------------------------------- ping
 
+_ICMP_ERRORS = {(3, 0): "Destination Net Unreachable", (3, 1): "Destination Host Unreachable",
+                (3, 2): "Destination Protocol Unreachable", (3, 3): "Destination Port Unreachable",
+                (3, 4): "Frag needed and DF set", (11, 0): "Time to live exceeded",
+                (11, 1): "Frag reassembly time exceeded"}
+
+
 def cmd_ping(args: argparse.Namespace) -> int:
+    from usernet.api.ping import ping
     from usernet.wire import ipv4
 
-    try:
-        ipv4.addr(args.destination)
-    except ValueError:
-        raise UsageError(f"{args.destination}: not an IPv4 address") from None
+    destination = _destination(args.destination)
     if args.count is not None and args.count < 1:
         raise UsageError("-c: must be at least 1")
     if args.interval <= 0:
         raise UsageError("-i: must be positive")
+    if not 0 <= args.size <= MAX_PING_SIZE:
+        raise UsageError(f"-s {args.size}: out of range 0..{MAX_PING_SIZE}")
+    if args.wait < 0:
+        raise UsageError("-W: must not be negative")
     count = args.count if args.count is not None else 2**31
-    stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     host = _make_host(args)
     size = args.size
-    print(f"PING {args.destination} ({args.destination}) {size}({size + 28}) bytes of data.", flush=True)
+    tally = {"dup": 0, "corrupt": 0, "errors": 0}
 
     def on_reply(info: dict[str, Any]) -> None:
         if "rtt" in info:
             dup = " (DUP!)" if info.get("duplicate") else ""
             bad = "" if info["ok"] else " (BAD CHECKSUM/DATA)"
-            print(f"{info['size'] + 8} bytes from {info['src']}: icmp_seq={info['seq'] + 1} ttl={info['ttl']} "
+            tally["dup"] += bool(dup)
+            tally["corrupt"] += bool(bad)
+            print(f"{info['size'] + 8} bytes from {info['src']}: icmp_seq={info['icmp_seq']} ttl={info['ttl']} "
                   f"time={info['rtt'] * 1000:.3f} ms{dup}{bad}", flush=True)
         elif "error_type" in info:
-            print(f"From {info['src']} icmp_type={info['error_type']} code={info['code']}", flush=True)
+            tally["errors"] += 1
+            what = _ICMP_ERRORS.get((info["error_type"], info["code"]),
+                                    f"icmp_type={info['error_type']} code={info['code']}")
+            print(f"From {info['src']} {what}", flush=True)
         elif "error" in info:
+            tally["errors"] += 1
             print(f"ping: sendmsg: {info['error']}", flush=True)
 
-    started = time.monotonic()
     with host:
-        from usernet.api.ping import ping
-
-        rtts = ping(host, args.destination, count=count, interval=args.interval, size=size, timeout=args.wait,
-                    on_reply=on_reply, should_stop=stop.is_set)
-    elapsed = (time.monotonic() - started) * 1000
+        try:
+            with host._lock:
+                host.stack.next_hop(ipv4.addr(destination))
+        except OSError as err:
+            subnet = f"{ipv4.ntoa(host.stack.network)}/{host.stack.prefix}"
+            print(f"usernet ping: {destination}: {err.strerror} (not in {subnet} and no --gateway)",
+                  file=sys.stderr)
+            return 1
+        with _Signals(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+            print(f"PING {destination} ({destination}) {size}({size + 28}) bytes of data.", flush=True)
+            started = time.monotonic()
+            rtts = ping(host, destination, count=count, interval=args.interval, size=size, timeout=args.wait,
+                        on_reply=on_reply, should_stop=lambda: bool(signals.received))
+            elapsed = (time.monotonic() - started) * 1000
     sent = len(rtts)
     got = [r for r in rtts if r is not None]
+    # iputils' summary: duplicates, corrupted replies and errors only when there are some.
+    extra = "".join(f", +{n} {label}" for n, label in ((tally["dup"], "duplicates"), (tally["corrupt"], "corrupted"),
+                                                        (tally["errors"], "errors")) if n)
     loss = 100.0 * (sent - len(got)) / sent if sent else 100.0
-    print(f"\n--- {args.destination} ping statistics ---")
-    print(f"{sent} packets transmitted, {len(got)} received, {loss:.0f}% packet loss, time {elapsed:.0f}ms")
+    print(f"\n--- {destination} ping statistics ---")
+    print(f"{sent} packets transmitted, {len(got)} received{extra}, {loss:g}% packet loss, time {elapsed:.0f}ms")
     if got:
         ms = [r * 1000 for r in got]
         mdev = math.sqrt(statistics.pvariance(ms)) if len(ms) > 1 else 0.0
         print(f"rtt min/avg/max/mdev = {min(ms):.3f}/{statistics.fmean(ms):.3f}/{max(ms):.3f}/{mdev:.3f} ms")
+    sys.stdout.flush()
     return 0 if got else 1
 
 
 # ----------------------------------------------------------------- nc
 
-def _pump_stdin(sock: Any, udp: bool, peer: tuple[str, int] | None) -> None:
-    """stdin -> peer; on EOF half-close (TCP) so the peer sees the end of our stream."""
-    stdin = sys.stdin.buffer
+class _StdinPump(threading.Thread):
+    """stdin -> peer; on EOF half-close (TCP) so the peer sees the end of our stream.
+
+    It reads fd 0 with os.read behind select, never sys.stdin.buffer: a thread still blocked inside
+    the BufferedReader at interpreter exit makes Python abort (``_enter_buffered_busy``). select also
+    watches a stop pipe, so the thread ends when the session does.
+    """
+
+    def __init__(self, sock: Any, udp: bool, target: list[tuple[str, int] | None], active: list[float]) -> None:
+        super().__init__(name="usernet-nc-stdin", daemon=True)
+        self.sock, self.udp, self.target, self.active = sock, udp, target, active
+        self.eof = False
+        self._stop_r, self._stop_w = os.pipe()
+
+    def run(self) -> None:
+        try:
+            while True:
+                try:
+                    ready, _, _ = select.select([0, self._stop_r], [], [])
+                except (OSError, ValueError):
+                    break  # fd 0 went away: end of input
+                if self._stop_r in ready:
+                    return
+                try:
+                    chunk = os.read(0, 65536)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                self.active[0] = time.monotonic()
+                if self.udp:
+                    if self.target[0] is not None:  # listening UDP: nobody to send to before a datagram came
+                        self.sock.sendto(chunk, self.target[0])
+                else:
+                    self.sock.sendall(chunk)
+            self.eof = True
+            if not self.udp:
+                self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # the socket closed under us: the session is over
+
+    def stop(self) -> None:
+        try:
+            os.write(self._stop_w, b"x")
+        except OSError:
+            pass
+        self.join(timeout=2)
+        if not self.is_alive():
+            os.close(self._stop_r)
+            os.close(self._stop_w)
+
+
+def _nc_signal(got: list[int]) -> int:
+    interrupted = signal.SIGINT in got
+    print(f"usernet nc: {'interrupted' if interrupted else 'terminated'}", file=sys.stderr, flush=True)
+    return EXIT_INTERRUPTED if interrupted else 0
+
+
+def _select(fds: list[int], signals: _Signals, deadline: float | None, write: Sequence[int] = ()) -> \
+        tuple[list[int], list[int], bool]:
+    """select() bounded by *deadline* and by a second (a lost readiness update costs at most that)."""
+    timeout = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
+    readable, writable, _ = select.select([*fds, signals.fileno()], list(write), [], timeout)
+    return readable, writable, deadline is not None and time.monotonic() >= deadline
+
+
+def _nc_connect(sock: Any, peer: tuple[str, int], timeout: float, signals: _Signals) -> list[int] | None:
+    """Connect without blocking signals out; returns the signals that interrupted it, or None."""
+    sock.setblocking(False)
+    deadline = time.monotonic() + timeout
     try:
+        sock.connect(peer)
+    except BlockingIOError:
         while True:
-            chunk = stdin.read1(65536) if hasattr(stdin, "read1") else stdin.read(65536)
-            if not chunk:
+            _, _, late = _select([sock.fileno()], signals, deadline, write=[sock.fileno()])
+            got = signals.take()
+            if got:
+                sock.close()
+                return got
+            try:
+                sock.connect(peer)
                 break
-            if udp:
-                if peer is None:
-                    continue  # listening UDP: nobody to send to yet
-                sock.sendto(chunk, peer)
-            else:
-                sock.sendall(chunk)
-        if not udp:
-            sock.shutdown(1)
-    except OSError:
-        pass
+            except BlockingIOError:
+                if late:
+                    sock.close()
+                    raise TimeoutError("timed out") from None
+            except OSError as err:
+                if err.errno != errno.EISCONN:
+                    raise
+                break
+    sock.setblocking(True)
+    return None
 
 
 def cmd_nc(args: argparse.Namespace) -> int:
-    import errno as errno_mod
-
+    if args.listen:
+        if args.port is not None:
+            raise UsageError("nc -l PORT: give only the port to listen on")
+        port = _port(args.port_or_host)
+        peer: tuple[str, int] | None = None
+    else:
+        if args.port is None:
+            raise UsageError("nc HOST PORT (or nc -l PORT)")
+        peer = (_destination(args.port_or_host), _port(args.port))
+        port = 0
+    if args.timeout <= 0:
+        raise UsageError("-w: must be positive")
+    if args.idle is not None and args.idle <= 0:
+        raise UsageError("-i: must be positive")
     host = _make_host(args)
-    out = sys.stdout.buffer
-    kind = 2 if args.udp else 1
-    with host:
-        if args.listen:
-            port = int(args.port_or_host)
-            if not 0 < port < 65536:
-                raise UsageError(f"bad port {args.port_or_host}")
-            server = host.socket(type=kind)
-            server.setsockopt(1, 2, 1)
-            server.bind(("", port))
-            if args.udp:
-                sock = server
-                data, peer = sock.recvfrom(65535)
-                out.write(data)
-                out.flush()
-                sock.connect(peer)
-            else:
-                server.listen(1)
-                sock, peer = server.accept()
-                server.close()
+    with host, _Signals(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        return _nc_session(host, args, peer, port, signals)
+
+
+def _nc_session(host: Any, args: argparse.Namespace, peer: tuple[str, int] | None, port: int,
+                signals: _Signals) -> int:
+    udp = args.udp
+    kind = socket.SOCK_DGRAM if udp else socket.SOCK_STREAM
+    active = [time.monotonic()]  # the last time data moved either way (the pump updates it too)
+
+    def idle_deadline() -> float | None:
+        return None if args.idle is None else active[0] + args.idle
+
+    if args.listen:
+        server = host.socket(type=kind)
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("", port))
+        if udp:
+            sock = server
         else:
-            if args.port is None:
-                raise UsageError("nc HOST PORT (or nc -l PORT)")
-            peer = (args.port_or_host, int(args.port))
-            sock = host.socket(type=kind)
-            sock.settimeout(args.timeout)
+            server.listen(1)
+            server.setblocking(False)
+        log.info("listening on %s:%d/%s", host.address, port, "udp" if udp else "tcp")
+        while not udp:
+            _, _, late = _select([server.fileno()], signals, idle_deadline())
+            got = signals.take()
+            if got:
+                return _nc_signal(got)
+            if late:
+                return 0
             try:
-                sock.connect(peer)
-            except ConnectionRefusedError:
-                print(f"usernet nc: connect to {peer[0]}:{peer[1]}: Connection refused", file=sys.stderr)
-                return 1
-            except TimeoutError:
-                print(f"usernet nc: connect to {peer[0]}:{peer[1]}: timed out", file=sys.stderr)
-                return 1
-            sock.settimeout(None)
-        threading.Thread(target=_pump_stdin, args=(sock, args.udp, peer), daemon=True).start()
+                sock, peer = server.accept()
+            except BlockingIOError:
+                continue
+            server.close()
+            sock.setblocking(True)
+            break
+    else:
+        assert peer is not None
+        sock = host.socket(type=kind)
         try:
-            while True:
-                data = sock.recv(65536)
-                if not data:
-                    if args.udp:
-                        continue
-                    break
-                out.write(data)
-                out.flush()
+            interrupted = _nc_connect(sock, peer, args.timeout, signals)
+        except ConnectionRefusedError:
+            print(f"usernet nc: connect to {peer[0]}:{peer[1]}: Connection refused", file=sys.stderr)
+            return 1
+        except TimeoutError:
+            print(f"usernet nc: connect to {peer[0]}:{peer[1]}: timed out", file=sys.stderr)
+            return 1
         except OSError as err:
-            if err.errno not in (errno_mod.ECONNRESET, errno_mod.EBADF):
-                print(f"usernet nc: {err}", file=sys.stderr)
-                return 1
-        finally:
-            # Give our FIN (if stdin ended) time to be acknowledged before the host stops.
+            print(f"usernet nc: connect to {peer[0]}:{peer[1]}: {err.strerror or err}", file=sys.stderr)
+            return 1
+        if interrupted:
+            return _nc_signal(interrupted)
+        log.info("connected to %s:%d", *peer)
+    target: list[tuple[str, int] | None] = [peer]
+    pump = _StdinPump(sock, udp, target, active) if sys.stdin is not None else None
+    if pump is not None:
+        pump.start()
+    elif not udp:
+        sock.shutdown(socket.SHUT_WR)  # no stdin at all: nothing to send
+    out = sys.stdout.buffer
+    status = 0
+    finished = False  # the session ended by itself (not by a signal): let our FIN be acknowledged
+    try:
+        while True:
+            _, _, late = _select([sock.fileno()], signals, idle_deadline())
+            got = signals.take()
+            if got:
+                status = _nc_signal(got)
+                break
+            if late:
+                log.info("idle for %g s: closing", args.idle)
+                finished = True
+                break
+            if not host.running:  # non-blocking reads would never notice on their own
+                print("usernet nc: runtime stopped unexpectedly", file=sys.stderr)
+                status = 1
+                break
+            try:
+                data, source = sock.recvfrom(65536, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                continue
+            if udp and target[0] is None:
+                sock.connect(source)  # the first datagram's sender is our peer from now on
+                target[0] = source
+            if not data:
+                if udp:
+                    continue  # an empty datagram, not the end
+                finished = True
+                break
+            active[0] = time.monotonic()
+            out.write(data)
+            out.flush()
+    except BrokenPipeError:
+        raise  # our stdout, not the connection: main() exits quietly
+    except OSError as err:
+        if err.errno not in (errno.ECONNRESET, errno.EBADF):
+            print(f"usernet nc: {err.strerror or err}", file=sys.stderr)
+            status = 1
+    finally:
+        conn = getattr(sock, "_conn", None)
+        if finished and conn is not None and pump is not None and pump.eof:
+            # Give our FIN time to be acknowledged before the host stops.
             deadline = time.monotonic() + 2
-            conn = getattr(sock, "_conn", None)
-            while conn is not None and conn.state not in ("CLOSED", "TIME-WAIT", "FIN-WAIT-2") \
-                    and conn.fin_queued and time.monotonic() < deadline:
+            while conn.state not in ("CLOSED", "TIME-WAIT", "FIN-WAIT-2") and conn.fin_queued \
+                    and time.monotonic() < deadline:
                 time.sleep(0.01)
-            sock.close()
-    return 0
+        sock.close()  # also ends a pump blocked in sendall
+        if pump is not None:
+            pump.stop()
+    return status
 
 
 # ----------------------------------------------------------------- drill
@@ -272,13 +689,17 @@ def cmd_drill(args: argparse.Namespace) -> int:
     from usernet.drill import ScriptError, parse_script, run_script
 
     passed = failed = 0
+    if args.tolerance_usecs is not None and args.tolerance_usecs < 0:
+        raise UsageError("--tolerance-usecs: must not be negative")
     tolerance = args.tolerance_usecs / 1e6 if args.tolerance_usecs is not None else None
     for path in args.scripts:
         try:
-            with open(path) as f:
+            with open(path, encoding="utf-8") as f:
                 script = parse_script(f.read(), path)
         except OSError as err:
             raise UsageError(f"{path}: {err.strerror}") from None
+        except UnicodeDecodeError:
+            raise UsageError(f"{path}: not a text file") from None
         except ScriptError as err:
             print(f"FAIL {path}:{err.line}: {err}", flush=True)
             failed += 1
@@ -293,7 +714,7 @@ def cmd_drill(args: argparse.Namespace) -> int:
         if args.verbose:
             for note in result.notes:
                 print(f"     note: {note}")
-    print(f"{passed} passed, {failed} failed")
+    print(f"{passed} passed, {failed} failed", flush=True)
     return 0 if failed == 0 else 1
 
 
@@ -314,29 +735,34 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"usernet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    up = sub.add_parser("up", help="run a host until SIGTERM/SIGINT")
+    up = sub.add_parser("up", help="run a host until SIGTERM/SIGINT/SIGHUP (SIGUSR1 prints the counters)")
     _add_link_options(up)
-    up.add_argument("--dhcp", action="store_true", help="get the address by DHCP")
+    up.add_argument("--dhcp", action="store_true", help="get the address by DHCP (not implemented yet)")
     up.add_argument("--serve", action="append", metavar="SPEC",
-                    help="echo:PORT, discard:PORT, chargen:PORT (repeatable)")
+                    help="echo:PORT, discard:PORT, chargen:PORT (repeatable, one service a port)")
     up.set_defaults(func=cmd_up)
 
     ping = sub.add_parser("ping", help="send ICMP echo requests")
     _add_link_options(ping)
     ping.add_argument("-c", dest="count", type=int, metavar="N", help="stop after N requests")
     ping.add_argument("-i", dest="interval", type=float, default=1.0, metavar="S", help="seconds between requests")
-    ping.add_argument("-s", dest="size", type=int, default=56, metavar="SIZE", help="payload bytes (default 56)")
+    ping.add_argument("-s", dest="size", type=int, default=56, metavar="SIZE",
+                      help=f"payload bytes, 0..{MAX_PING_SIZE} (default 56)")
     ping.add_argument("-W", dest="wait", type=float, default=1.0, metavar="S",
                       help="seconds to wait for the last reply")
-    ping.add_argument("destination", metavar="HOST")
+    ping.add_argument("destination", metavar="ADDRESS", help="an IPv4 address (names are not resolved yet)")
     ping.set_defaults(func=cmd_ping)
 
-    nc = sub.add_parser("nc", help="stdin to a TCP/UDP peer, the peer to stdout")
+    nc = sub.add_parser("nc", help="stdin to a TCP/UDP peer, the peer to stdout",
+                        description="stdin to a TCP/UDP peer, the peer to stdout. Ends (exit 0) when the peer "
+                                    "closes, after -i seconds idle, or on SIGTERM/SIGHUP (one line on stderr).")
     _add_link_options(nc)
     nc.add_argument("-l", dest="listen", action="store_true", help="accept one connection on PORT")
     nc.add_argument("-u", dest="udp", action="store_true", help="UDP instead of TCP")
-    nc.add_argument("-w", dest="timeout", type=float, default=10.0, metavar="S", help="connect timeout")
-    nc.add_argument("port_or_host", metavar="HOST|PORT")
+    nc.add_argument("-w", dest="timeout", type=float, default=10.0, metavar="S", help="connect timeout (default 10)")
+    nc.add_argument("-i", dest="idle", type=float, metavar="S",
+                    help="quit (exit 0) after S seconds without data either way; ends `-l -u`, which has no EOF")
+    nc.add_argument("port_or_host", metavar="ADDRESS|PORT", help="an IPv4 address to connect to, or -l's PORT")
     nc.add_argument("port", nargs="?", metavar="PORT")
     nc.set_defaults(func=cmd_nc)
 
@@ -344,32 +770,94 @@ def build_parser() -> argparse.ArgumentParser:
     drill.add_argument("--tolerance-usecs", type=int, metavar="N", help="timing tolerance (default 4000)")
     drill.add_argument("--relaxed", action="store_true",
                        help="ignore what differs between correct stacks: SYN options, windows, PSH, buffer sizes")
-    drill.add_argument("-v", "--verbose", action="count", default=0, help="print notes (skipped lines)")
+    drill.add_argument("-v", "--verbose", action="count", default=0,
+                       help="print notes (skipped lines); logging at info unless --log-level is given")
+    _add_common_options(drill)
     drill.add_argument("scripts", nargs="+", metavar="SCRIPT.pkt")
     drill.set_defaults(func=cmd_drill)
 
     demo = sub.add_parser("demo", help="hosts on an in-memory network talk to each other (no root needed)")
     demo.add_argument("-q", "--quiet", action="store_true", help="no per-frame trace")
+    _add_common_options(demo)
     demo.set_defaults(func=cmd_demo)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    verbose = getattr(args, "verbose", 0)
-    logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if getattr(args, "size", 0) is not None and getattr(args, "size", 0) < 0:
-        print("usernet: error: -s: must not be negative", file=sys.stderr)
-        return EXIT_USAGE
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+class _CliHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Ours, so a second main() in one process replaces it instead of adding another."""
+
+
+def _configure_logging(args: argparse.Namespace) -> int:
+    """The ``usernet`` logger hierarchy to stderr at --log-level (or as -v/-vv say); returns the level."""
+    verbose = getattr(args, "verbose", 0) or 0
+    level_name = getattr(args, "log_level", None)
+    if level_name:
+        level = _LEVELS[level_name]
+    else:
+        level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
+    logger = logging.getLogger("usernet")
+    for handler in [h for h in logger.handlers if isinstance(h, _CliHandler)]:
+        logger.removeHandler(handler)
+    handler = _CliHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    return level
+
+
+def _say(line: str) -> None:
     try:
-        return int(args.func(args))
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass  # stderr is gone too: nothing left to tell
+
+
+def _stdout_broken() -> bool:
+    """Whether stdout is a pipe or socket whose reader went away."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    level = logging.WARNING
+    try:
+        args = build_parser().parse_args(argv)
+        level = _configure_logging(args)
+        func: Callable[[argparse.Namespace], int] = args.func
+        return int(func(args))
     except UsageError as err:
-        print(f"usernet: error: {err}", file=sys.stderr)
+        _say(f"usernet: error: {err}")
         return EXIT_USAGE
     except KeyboardInterrupt:
-        return 130
+        _say("usernet: interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError as err:
+        if not _stdout_broken():
+            return _internal_error(err, err.__traceback__, level)
+        # Point stdout at /dev/null so the interpreter's final flush does not fail again.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        return EXIT_BROKEN_PIPE
+    except Exception as err:
+        return _internal_error(err, err.__traceback__, level)
+
+
+def _internal_error(err: BaseException, tb: TracebackType | None, level: int) -> int:
+    if level <= logging.DEBUG:
+        _say("".join(traceback.format_exception(type(err), err, tb)).rstrip())
+        _say(f"usernet: internal error: {type(err).__name__}: {err}")
+    else:
+        _say(f"usernet: internal error: {type(err).__name__}: {err} (--log-level debug shows where)")
+    return 1
 
 
 if __name__ == "__main__":

@@ -17,6 +17,21 @@ _IFF_NO_PI = 0x1000
 _MAX_FRAME = 65535 + 14
 
 
+def device_kind(name: str) -> str | None:
+    """What the interface *name* is: None (no such interface), "tun", "tap" or "other" (veth, NIC...).
+
+    Reads /sys, which follows the network namespace of `ip netns exec`, not of setns() alone."""
+    base = f"/sys/class/net/{name}" if name and "/" not in name and name not in (".", "..") else None
+    if base is None or not os.path.isdir(base):
+        return None
+    try:
+        with open(f"{base}/tun_flags") as f:
+            flags = int(f.read().strip(), 16)
+    except (OSError, ValueError):
+        return "other"
+    return "tap" if flags & _IFF_TAP else "tun" if flags & _IFF_TUN else "other"
+
+
 def _open_tun_device(name: str, flags: int) -> tuple[int, str]:
     if len(name.encode()) > 15:
         raise OSError(errno.EINVAL, f"interface name {name!r} is longer than 15 bytes")
@@ -30,7 +45,12 @@ def _open_tun_device(name: str, flags: int) -> tuple[int, str]:
     except OSError as err:
         os.close(fd)
         hint = " (needs root or CAP_NET_ADMIN)" if err.errno in (errno.EPERM, errno.EACCES) else ""
-        raise OSError(err.errno, f"cannot attach to {name}: {err.strerror}{hint}") from None
+        want = "tap" if flags & _IFF_TAP else "tun"
+        kind = device_kind(name) if err.errno == errno.EINVAL else None
+        if kind is not None and kind != want:
+            # The kernel's EINVAL for "that name is taken by another kind of device".
+            hint = f" ({name} exists and is {'not TUN/TAP' if kind == 'other' else 'a ' + kind.upper() + ' device'})"
+        raise OSError(err.errno, f"cannot attach to {name} as {want.upper()}: {err.strerror}{hint}") from None
     real_name = result[:16].rstrip(b"\0").decode()
     return fd, real_name
 
@@ -50,9 +70,11 @@ class _TunTap(Link):
             _set_up(self.name, mtu)
         try:
             with open(f"/sys/class/net/{self.name}/mtu") as f:
-                self.mtu = mtu or int(f.read())
-        except OSError:
-            self.mtu = mtu or 1500
+                #: what the kernel reports after set-up: less than *mtu* when it refused that one
+                self.device_mtu = int(f.read())
+        except (OSError, ValueError):
+            self.device_mtu = mtu or 1500
+        self.mtu = mtu or self.device_mtu
         self.rx_frames = self.tx_frames = self.tx_dropped = 0
 
     def fileno(self) -> int:
