@@ -704,16 +704,19 @@ def cmd_drill(args: argparse.Namespace) -> int:
             print(f"FAIL {path}:{err.line}: {err}", flush=True)
             failed += 1
             continue
-        result = run_script(script, tolerance=tolerance, relaxed=args.relaxed)
+        result = run_script(script, tolerance=tolerance, relaxed=args.relaxed, strict_asserts=args.strict_asserts)
         if result.passed:
             passed += 1
             print(f"PASS {path}", flush=True)
         else:
             failed += 1
             print(f"FAIL {path}:{result.line}: {result.message}", flush=True)
+        for note in result.unevaluated:  # always shown: nothing is skipped silently
+            print(f"     note: {note}")
         if args.verbose:
             for note in result.notes:
-                print(f"     note: {note}")
+                if note not in result.unevaluated:
+                    print(f"     note: {note}")
     print(f"{passed} passed, {failed} failed", flush=True)
     return 0 if failed == 0 else 1
 
@@ -768,6 +771,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     drill = sub.add_parser("drill", help="run packetdrill-dialect scripts against usernet in virtual time")
     drill.add_argument("--tolerance-usecs", type=int, metavar="N", help="timing tolerance (default 4000)")
+    drill.add_argument("--strict-asserts", action="store_true",
+                       help="fail a script whose %%{ }%% assertions cannot be evaluated (default: a note)")
     drill.add_argument("--relaxed", action="store_true",
                        help="ignore what differs between correct stacks: SYN options, windows, PSH, buffer sizes")
     drill.add_argument("-v", "--verbose", action="count", default=0,

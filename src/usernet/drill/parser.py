@@ -13,6 +13,10 @@ A script is a list of events, each with a time:
 Times are absolute, relative (``+0.1``), any (``*``), ranged (``0.1~0.2``) or a blocking call's
 start and end (``0.1...0.2``). Comments are ``//`` and ``/* */``. Lines starting with ``--`` set
 options (``--tolerance_usecs=10000``, ``--local_ip=...``, ``--remote_ip=...``, ``--mtu=...``).
+
+As packetdrill's lexer, whitespace between tokens is free (``1:1001 (1000)``), a backtick command
+may span several lines, the flags field ``-`` is a segment with no flags at all, and an IP prefix
+``(tos 0x..)``, ``(ttl N)``, ``[ect0]``... may follow the direction (see :class:`PacketEvent`).
 """
 
 from __future__ import annotations
@@ -59,6 +63,11 @@ class PacketEvent:
     window: int | None = None
     options: TcpOptionSpec | None = None   # None: no options written in the script
     icmp: dict[str, Any] = field(default_factory=dict)
+    # packetdrill's opt_ip_info, "(tos 0x10)", "(ttl 5)", "[ect0]": set on an inbound packet's IP
+    # header, checked on an outbound one. ecn is the two ECN bits only ("ect01": either ECT).
+    tos: int | None = None
+    ecn: int | str | None = None
+    ttl: int | None = None
 
 
 @dataclass
@@ -88,30 +97,49 @@ class Script:
 
 _FLAG_BITS = {"S": tcpwire.SYN, "F": tcpwire.FIN, "R": tcpwire.RST, "P": tcpwire.PSH, ".": tcpwire.ACK,
               "U": tcpwire.URG, "E": tcpwire.ECE, "W": tcpwire.CWR}
-_TIME = r"(?:\*|[+]?\d*\.?\d+(?:(?:~|\.\.\.)[+]?\d*\.?\d+)?)"
+_TIME = r"(?:\*|[+]?\d*\.?\d+(?:\s*(?:~|\.\.\.)\s*[+]?\d*\.?\d+)?)"
 _EVENT_START = re.compile(rf"^\s*({_TIME})\s+(.*)$", re.S)
 
 
 def _strip_comments(text: str) -> str:
-    # Keep line numbers: replace comments with spaces/newlines of the same shape.
-    def blank(match: re.Match[str]) -> str:
-        return re.sub(r"[^\n]", " ", match.group(0))
-
-    text = re.sub(r"/\*.*?\*/", blank, text, flags=re.S)
-    out = []
-    for line in text.split("\n"):
-        # A // inside a backtick command or a %{ }% block is code, not a comment.
-        comment = line.find("//")
-        code = min((i for i in (line.find("`"), line.find("%{")) if i >= 0), default=-1)
-        if comment >= 0 and (code < 0 or comment < code):
-            line = line[:comment]
-        out.append(line)
-    return "\n".join(out)
+    """Blank out ``//`` and ``/* */`` comments, keeping line numbers (newlines stay). Inside a
+    backtick command, a ``%{ }%`` block or a "string" nothing is a comment."""
+    out: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "`":
+            end = text.find("`", i + 1)
+            end = n if end < 0 else end + 1
+        elif text.startswith("%{", i):
+            end = text.find("}%", i + 2)
+            end = n if end < 0 else end + 2
+        elif c == '"':
+            match = re.compile(r'"(?:[^"\\\n]|\\.)*"?').match(text, i)
+            end = match.end() if match else i + 1
+        elif text.startswith("//", i):
+            end = text.find("\n", i)
+            end = n if end < 0 else end
+            out.append(" " * (end - i))
+            i = end
+            continue
+        elif text.startswith("/*", i):
+            end = text.find("*/", i + 2)
+            end = n if end < 0 else end + 2
+            out.append(re.sub(r"[^\n]", " ", text[i:end]))
+            i = end
+            continue
+        else:
+            end = i + 1
+        out.append(text[i:end])
+        i = end
+    return "".join(out)
 
 
 def _parse_time(token: str) -> Time:
     if token == "*":
         return Time("any")
+    token = re.sub(r"\s+", "", token)
     blocking = "..." in token
     parts = token.split("..." if blocking else "~")
     first = parts[0]
@@ -126,7 +154,8 @@ def _parse_time(token: str) -> Time:
 
 
 def _split_events(text: str) -> list[tuple[int, str]]:
-    """Group lines into events: a new event starts with a time; %{ }% blocks may span lines."""
+    """Group lines into events: a new event starts with a time; a backtick command or a %{ }%
+    block left open on a line goes on over the following lines (as in packetdrill's lexer)."""
     events: list[tuple[int, str]] = []
     lines = text.split("\n")
     i = 0
@@ -137,13 +166,31 @@ def _split_events(text: str) -> list[tuple[int, str]]:
             continue
         start_line = i + 1
         chunk = line
-        if "%{" in line and "}%" not in line:
-            while i + 1 < len(lines) and "}%" not in chunk:
-                i += 1
-                chunk += "\n" + lines[i]
+        while i + 1 < len(lines) and _open_block(chunk):
+            i += 1
+            chunk += "\n" + lines[i]
         events.append((start_line, chunk.strip()))
         i += 1
     return events
+
+
+def _open_block(chunk: str) -> bool:
+    """Whether *chunk* ends inside a backtick command or a %{ }% block."""
+    i, n = 0, len(chunk)
+    while i < n:
+        if chunk[i] == "`":
+            end = chunk.find("`", i + 1)
+            if end < 0:
+                return True
+            i = end + 1
+        elif chunk.startswith("%{", i):
+            end = chunk.find("}%", i + 2)
+            if end < 0:
+                return True
+            i = end + 2
+        else:
+            i += 1
+    return False
 
 
 def parse_script(text: str, path: str = "<script>") -> Script:
@@ -155,7 +202,7 @@ def parse_script(text: str, path: str = "<script>") -> Script:
             options[key.strip().replace("-", "_")] = value.strip()
             continue
         if chunk.startswith("`"):  # a shell command with no time: at the previous event's time
-            events.append(Event(line_no, Time("relative", 0.0), "shell", text=chunk.strip("`")))
+            events.append(Event(line_no, Time("relative", 0.0), "shell", text=_backticked(line_no, chunk)))
             continue
         if chunk.startswith("%{"):  # a python block with no time: runs at the previous event's time
             events.append(Event(line_no, Time("relative", 0.0), "python", text=chunk[2:].rsplit("}%", 1)[0]))
@@ -166,7 +213,7 @@ def parse_script(text: str, path: str = "<script>") -> Script:
         time = _parse_time(match.group(1))
         body = match.group(2).strip()
         if body.startswith("`"):
-            events.append(Event(line_no, time, "shell", text=body.strip("`")))
+            events.append(Event(line_no, time, "shell", text=_backticked(line_no, body)))
         elif body.startswith("%{"):
             events.append(Event(line_no, time, "python", text=body[2:].rsplit("}%", 1)[0]))
         elif body[:1] in "<>":
@@ -176,28 +223,41 @@ def parse_script(text: str, path: str = "<script>") -> Script:
     return Script(path, events, options)
 
 
+def _backticked(line: int, body: str) -> str:
+    if len(body) < 2 or not body.endswith("`"):
+        raise ScriptError(line, "unterminated backtick command")
+    return body[1:-1]
+
+
 # ----------------------------------------------------------------- packets
 
 _TCP_RE = re.compile(
-    r"^(?P<dir>[<>])\s+(?P<flags>[SFRPUEW.]+|\.)\s+(?P<start>\d+):(?P<end>\d+)\((?P<len>\d+)\)"
-    r"(?P<rest>.*)$")
+    r"^(?P<flags>[SFRPUEW.]+|-)\s+(?P<start>\d+)\s*:\s*(?P<end>\d+)\s*\(\s*(?P<len>\d+)\s*\)"
+    r"(?P<rest>.*)$", re.S)
+_IP_INFO_RE = re.compile(r"^(\(([^)]*)\)|\[([^\]]*)\])\s*")
+_ECN = {"noecn": 0, "ect1": 1, "ect0": 2, "ce": 3, "ect01": "ect01"}
 
 
 def _parse_packet(line: int, body: str) -> PacketEvent:
     direction = body[0]
     rest = body[1:].strip()
+    ip_info: dict[str, Any] = {}
+    info = _IP_INFO_RE.match(rest)
+    if info:
+        ip_info = _parse_ip_info(line, info.group(2) if info.group(2) is not None else info.group(3))
+        rest = rest[info.end():]
     if rest.startswith("icmp"):
-        return PacketEvent(direction, "icmp", icmp=_parse_icmp(line, rest))
-    if rest.startswith("[") or rest.startswith("udp"):
+        return PacketEvent(direction, "icmp", icmp=_parse_icmp(line, rest), **ip_info)
+    if rest.startswith("udp"):
         raise ScriptError(line, "only TCP and ICMP packets are supported")
-    match = _TCP_RE.match(f"{direction} {rest}")
+    match = _TCP_RE.match(rest)
     if not match:
         raise ScriptError(line, f"cannot parse TCP packet: {body!r}")
     flags = 0
-    for char in match.group("flags"):
+    for char in match.group("flags").replace("-", ""):
         flags |= _FLAG_BITS[char]
     packet = PacketEvent(direction, "tcp", flags=flags, seq_start=int(match.group("start")),
-                         seq_end=int(match.group("end")), length=int(match.group("len")))
+                         seq_end=int(match.group("end")), length=int(match.group("len")), **ip_info)
     if packet.seq_end - packet.seq_start != packet.length:
         raise ScriptError(line, "sequence range and length disagree")
     tail = match.group("rest").strip()
@@ -219,6 +279,28 @@ def _parse_packet(line: int, body: str) -> PacketEvent:
         else:
             raise ScriptError(line, f"unexpected {tail[:20]!r} in packet")
     return packet
+
+
+def _parse_ip_info(line: int, text: str) -> dict[str, Any]:
+    """packetdrill's ip_info: "tos 0x10", "ttl 5", "ect0" (noecn, ect1, ce, ect01), optionally
+    followed by ", flowlabel 0x..." (an IPv6 field, accepted and ignored on IPv4)."""
+    out: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        words = item.split()
+        try:
+            if words[0] == "tos":
+                out["tos"] = int(words[1], 16) & 0xFF
+            elif words[0] == "ttl":
+                out["ttl"] = int(words[1]) & 0xFF
+            elif words[0] in _ECN and len(words) == 1:
+                out["ecn"] = _ECN[words[0]]
+            elif words[0] == "flowlabel":
+                int(words[1], 16)
+            else:
+                raise ValueError
+        except (IndexError, ValueError):
+            raise ScriptError(line, f"bad IP field {item!r}") from None
+    return out
 
 
 def _take_word(text: str) -> tuple[str, str]:
@@ -313,17 +395,33 @@ class _Args:
             self.take()
             return items
         if token == "{":
+            # {fd=4, events=POLLIN}, {msg_name(...)=..., msg_iov(1)=[...]}, or positional
+            # items such as an iovec {..., 100}, kept in order under "_items".
             fields: dict[str, Any] = {}
+            positional: list[Any] = []
             while self.peek() != "}":
+                if self.peek() is None:
+                    raise ScriptError(self.line, "unterminated {")
+                start = self.pos
                 key = self.take()
-                if self.peek() == "=":
+                if self.peek() == "(" and key.isidentifier():
+                    depth = 0
+                    while True:
+                        part = self.take()
+                        depth += {"(": 1, ")": -1}.get(part, 0)
+                        if depth == 0:
+                            break
+                if self.peek() == "=" and key.isidentifier():
                     self.take()
                     fields[key] = self.value()
                 else:
-                    fields[key] = True
+                    self.pos = start
+                    positional.append(self.value())
                 if self.peek() == ",":
                     self.take()
             self.take()
+            if positional:
+                fields["_items"] = positional
             return fields
         if token.startswith('"'):
             return token[1:-1]
