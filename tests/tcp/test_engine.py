@@ -144,6 +144,7 @@ def test_half_open_reset_frees_the_backlog_slot() -> None:
 def test_data_is_acked_with_delayed_ack_and_every_second_segment() -> None:
     h = Harness()
     _, conn = h.passive_open()
+    conn.quick_acks = 0  # past the quick-ACK start of the connection (tested below)
     h.inject(ACK | PSH, 1, 1, payload=b"a" * 100)
     assert h.take() == []
     h.at(0.039)
@@ -526,3 +527,113 @@ def test_segmentation_offload_hands_over_whole_mss_multiples() -> None:
     h.inject(ACK, 1, 1 + 10 * 1460)  # the ACK opens the window: the rest goes out in big pieces too
     more = h.take()
     assert all(len(s.payload) % 1460 == 0 or s is more[-1] for s in more) and len(more[0].payload) > 1460
+
+
+# ----------------------------------------------------------------- ACK policy (issue 10)
+
+def test_quick_acks_at_the_start_then_delayed_and_counted() -> None:
+    h = Harness()
+    _, conn = h.passive_open()
+    for i in range(16):  # Linux TCP_MAX_QUICKACKS: the first 16 in-order segments at once
+        h.inject(ACK | PSH, 1 + 10 * i, 1, payload=b"q" * 10)
+        assert h.rel_ack(h.one()) == 11 + 10 * i
+    assert h.layer.counters["quick_acks"] == 16 and conn.quick_acks == 0
+    h.inject(ACK | PSH, 161, 1, payload=b"q" * 10)
+    assert h.take() == []
+    h.at(h.now + 0.04)
+    assert h.rel_ack(h.one()) == 171
+    # Data after more than an RTO without any refills the budget (Linux tcp_event_data_recv).
+    h.at(h.now + conn.rto + 0.01)
+    h.inject(ACK | PSH, 171, 1, payload=b"q" * 10)
+    assert h.rel_ack(h.one()) == 181 and conn.quick_acks == 15
+
+
+def test_segment_over_one_mss_is_acked_at_once() -> None:
+    h = Harness()
+    _, conn = h.passive_open()
+    conn.quick_acks = 0
+    h.inject(ACK, 1, 1, payload=b"g" * 2000)  # a GRO super-frame, or a peer over our MSS
+    assert h.rel_ack(h.one()) == 2001
+    h.inject(ACK, 2001, 1, payload=b"g" * 1460)  # one full segment: waits
+    assert h.take() == []
+    h.inject(ACK | PSH, 3461, 1, payload=b"g" * 10)  # more than one full segment unacknowledged
+    assert h.rel_ack(h.one()) == 3471
+
+
+def test_small_reads_send_no_window_updates() -> None:
+    h = Harness(rcvbuf=64_000)
+    _, conn = h.passive_open()
+    conn.quick_acks = 0
+    for i in range(20):
+        h.inject(ACK, 1 + 1460 * i, 1, payload=b"r" * 1460)
+        assert conn.recv(1460) == b"r" * 1460  # the reader keeps up: the buffer stays empty
+    acks = h.take()
+    assert len(acks) == 10  # one per two segments (RFC 5681 4.2), none for the reads
+
+
+def test_dsack_can_be_switched_off() -> None:
+    sack = tcpwire.build_options(mss=1460, sack_permitted=True)
+    for dsack, blocks in ((True, [(1, 101)]), (False, None)):
+        h = Harness(dsack=dsack)
+        _, conn = h.passive_open(options=sack)
+        h.inject(ACK, 1, 1, payload=b"d" * 100)
+        h.take()
+        h.inject(ACK, 1, 1, payload=b"d" * 100)
+        ack = h.one()
+        got = ack.options.sack_blocks
+        if got is not None:
+            got = [((s - 1_000_000) & 0xFFFFFFFF, (e - 1_000_000) & 0xFFFFFFFF) for s, e in got]
+        assert got == blocks
+        assert h.layer.counters["dsacks_sent"] == (1 if dsack else 0)
+
+
+def test_dsack_undoes_a_spurious_retransmission_timeout() -> None:
+    h = Harness()
+    _, conn = h.passive_open(options=tcpwire.build_options(mss=1460, sack_permitted=True))
+    conn.send(b"s" * 1460 * 4)
+    h.at(0.0)
+    assert len(h.take()) == 4
+    before = (conn.cc.cwnd, conn.cc.ssthresh)
+    h.at(conn.rtx_deadline)  # the ACKs are only late
+    resent = h.one()
+    assert h.rel_seq(resent) == 1 and conn.cc.cwnd == conn.mss
+    h.inject(ACK, 1, 1 + 1460 * 4)  # the originals' ACK
+    h.take()
+    assert conn.cc.cwnd < before[0]
+    dsack = tcpwire.build_options(sack_blocks=[((h.our_isn + 1) & 0xFFFFFFFF, (h.our_isn + 1461) & 0xFFFFFFFF)])
+    h.inject(ACK, 1, 1 + 1460 * 4, options=dsack)  # our retransmission arrived twice
+    assert (conn.cc.cwnd, conn.cc.ssthresh) == before
+    assert h.layer.counters["dsack_undos"] == 1 and h.layer.counters["dsacks_received"] == 1
+
+
+def test_dsack_of_a_segment_never_retransmitted_undoes_nothing() -> None:
+    h = Harness()
+    _, conn = h.passive_open(options=tcpwire.build_options(mss=1460, sack_permitted=True))
+    conn.send(b"n" * 1460 * 6)
+    h.at(0.0)
+    h.take()
+    for blocks in ([(1461, 2921)], [(1461, 4381)], [(1461, 5841)]):
+        h.inject(ACK, 1, 1, options=tcpwire.build_options(
+            sack_blocks=[((h.our_isn + s) & 0xFFFFFFFF, (h.our_isn + e) & 0xFFFFFFFF) for s, e in blocks]))
+    assert h.layer.counters["fast_retransmits"] == 1
+    reduced = conn.cc.cwnd
+    h.take()
+    h.inject(ACK, 1, 1 + 1460 * 6)  # the retransmission filled the hole
+    dup = tcpwire.build_options(sack_blocks=[((h.our_isn + 1461) & 0xFFFFFFFF, (h.our_isn + 2921) & 0xFFFFFFFF)])
+    h.inject(ACK, 1, 1 + 1460 * 6, options=dup)  # a network duplicate of an original: not ours
+    assert h.layer.counters["dsack_undos"] == 0 and conn.cc.cwnd <= max(reduced, 2 * conn.mss)
+
+
+def test_listener_close_stops_synack_retransmissions() -> None:
+    h = Harness()
+    listener = h.layer.listen(0, 8080, 8)
+    h.inject(SYN, 0, options=MSS_ONLY)
+    h.our_isn = h.one().seq
+    listener.close()
+    h.at(0.0)
+    assert h.take() == [] and not h.layer.connections  # no RST for a half-open connection
+    h.at(10.0)
+    assert h.take() == []  # and no SYN-ACK retransmission
+    h.inject(ACK, 1, 1)
+    rst = h.one()
+    assert rst.flags == RST and h.rel_seq(rst) == 1  # a closed port: <SEQ=SEG.ACK><CTL=RST>

@@ -113,3 +113,30 @@ def test_many_connections_at_once() -> None:
 def test_random_fault_schedules_never_corrupt_data(loss, dup, reorder, corrupt, delay, seed) -> None:
     net = LossyNet(Faults(loss=loss, dup=dup, reorder=reorder, corrupt=corrupt, delay=delay), seed=seed)
     transfer(net, 150_000, both_ways=True, seed=seed, limit=7200)
+
+
+def test_bulk_receiver_acks_every_second_segment() -> None:
+    """A reader that keeps up (small reads, an empty buffer) sends one pure ACK per two data
+    segments: reads that free a little of a mostly empty buffer send no window updates (Linux
+    tcp_cleanup_rbuf), only the ACKs the data calls for (RFC 5681 4.2)."""
+    net = LossyNet(Faults(delay=0.005, rate_bps=100e6))
+    listener = net.b.tcp.listen(0, 80, 16)
+    client = net.a.tcp.connect(A_IP, 0, B_IP, 80, net.now)
+    net.run_until(lambda: bool(listener.accept_queue))
+    server = listener.accept()
+    data_before, acks_before = net.a.tcp.counters["segments_sent"], net.b.tcp.counters["segments_sent"]
+    size, sent, got = 4_000_000, 0, 0
+    payload = bytes(size)
+
+    def pump() -> bool:
+        nonlocal sent, got
+        if sent < size:
+            sent += client.send(memoryview(payload)[sent:])
+        while got < size and (chunk := server.recv(1000)):
+            got += len(chunk)
+        return got == size
+
+    net.run_until(pump)
+    data = net.a.tcp.counters["segments_sent"] - data_before
+    acks = net.b.tcp.counters["segments_sent"] - acks_before
+    assert data > 2700 and 0.45 * data <= acks <= 0.55 * data, (data, acks)

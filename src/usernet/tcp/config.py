@@ -27,6 +27,7 @@ class TcpConfig:
     timestamps: bool = True           # RFC 7323
     window_scaling: bool = True       # RFC 7323
     sack: bool = True                 # RFC 2018
+    dsack: bool = True                # RFC 2883 D-SACK when SACK is on (on in Linux, tcp_dsack=1, and FreeBSD)
     challenge_ack_limit: int = 1000   # RFC 5961 10: challenge ACKs per second
     syn_backlog: int = 256            # half-open connections per listener before SYN cookies
     syn_cookies: bool = True          # RFC 4987 3.6 (Linux tcp_syncookies=1)

@@ -17,7 +17,10 @@ class Congestion:
     def on_ack(self, acked: int, now: float, rtt: float | None) -> None:
         """New data acknowledged outside recovery."""
         if self.cwnd < self.ssthresh:
-            self.cwnd += min(acked, self.mss)  # RFC 5681 3.1 slow start (RFC 3465 L=1 SMSS)
+            # RFC 5681 3.1 slow start with RFC 3465 2.2's L = 2 SMSS, so that a receiver ACKing
+            # every second segment does not halve the growth: FreeBSD's abc_l_var = 2; Linux
+            # (tcp_slow_start) adds every segment acknowledged.
+            self.cwnd += min(acked, 2 * self.mss)
         else:
             self._avoid(acked, now, rtt)
 

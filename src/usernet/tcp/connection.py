@@ -61,7 +61,25 @@ _CAN_SEND = frozenset((ESTABLISHED, CLOSE_WAIT))
 _CAN_RECEIVE = frozenset((ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2))
 
 MAX_WSCALE = 14  # RFC 7323 2.3
+# Quick-ACK mode (Linux): a new connection ACKs its first in-order data segments at once, as does
+# one whose data resumes after an idle period, so the peer's slow start is not held back by
+# delayed ACKs. Linux TCP_MAX_QUICKACKS.
+MAX_QUICKACKS = 16
 DEFAULT_MSS = 536  # RFC 9293 3.7.1 when the peer sends no MSS option
+
+
+def _subtract(pieces: list[tuple[int, int]], lo: int, hi: int) -> list[tuple[int, int]]:
+    """The ranges *pieces* without [lo, hi)."""
+    out = []
+    for start, end in pieces:
+        if end <= lo or start >= hi:
+            out.append((start, end))
+            continue
+        if start < lo:
+            out.append((start, lo))
+        if hi < end:
+            out.append((hi, end))
+    return out
 
 
 class TcpConnection:
@@ -95,6 +113,9 @@ class TcpConnection:
         self.rcv_buf = bytearray()
         self.ooo = OutOfOrder(config.max_ooo_segments)
         self.peer_fin_seq: int | None = None
+        self.syn_text = b""               # data that came on the peer's SYN, delivered once ESTABLISHED
+        self.syn_fin = False              # ... and a FIN with it
+        self.dsack: tuple[int, int] | None = None  # a duplicate to report in the next ACK (RFC 2883)
         self.eof = False                  # the peer's FIN has been consumed in order
         # Options
         self.mss_limit = mss_limit        # from our route MTU
@@ -123,6 +144,8 @@ class TcpConnection:
         self.ack_now = False
         self.unacked_bytes = 0          # received since our last ACK
         self.rcv_mss = 0                # estimate of the peer's segment size (Linux's rcv_mss)
+        self.quick_acks = MAX_QUICKACKS  # quick-ACK budget (see MAX_QUICKACKS)
+        self.last_data_at: float | None = None  # when in-order data last arrived (Linux's lrcvtime)
         self.persist_deadline: float | None = None
         self.persist_backoff = 0
         self.timewait_deadline: float | None = None
@@ -141,6 +164,13 @@ class TcpConnection:
         self.recover = iss
         self.rexmit_next = 0
         self.una_rexmit_at: float | None = None  # when the first hole was last retransmitted
+        # Undo of a spurious congestion response (RFC 3708 idea, as Linux's undo_marker/undo_retrans):
+        # the ranges retransmitted in the current recovery episode not yet reported by D-SACK.
+        self.undo_ranges: list[tuple[int, int]] | None = None  # None: no episode to undo
+        self.undo_cwnd = 0
+        self.undo_ssthresh = 0
+        self.undo_end = 0                 # SND.MAX when the episode began or was extended
+        self.undo_possible = False        # something was retransmitted, all of it D-SACK-able
         # User-facing state
         self.nodelay = False
         self.sndbuf = config.sndbuf
@@ -288,7 +318,29 @@ class TcpConnection:
         self._take_syn_options(syn, now)
         self.snd_wnd = syn.window  # never scaled in a SYN (RFC 7323 2.2)
         self.snd_wl1, self.snd_wl2 = self.irs, self.iss
+        self._queue_syn_text(syn)
         self._send_syn(now, ack=True)
+
+    def _queue_syn_text(self, syn: TcpSegment) -> None:
+        """RFC 9293 3.10.7.2: text (and a FIN) on a SYN "should be queued for processing later":
+        kept, within the window the SYN-ACK offers, and delivered once ESTABLISHED."""
+        if syn.payload:
+            self.syn_text = bytes(syn.payload[:min(self.rcvbuf, 0xFFFF)])
+            self.syn_fin = bool(syn.flags & FIN) and len(self.syn_text) == len(syn.payload)
+        elif syn.flags & FIN:
+            self.syn_fin = True
+
+    def _deliver_syn_text(self, now: float) -> None:
+        """The queued SYN text, processed as the segment text of the step that made us ESTABLISHED."""
+        text, self.syn_text = self.syn_text, b""
+        if text:
+            self._receive_data(self.irs + 1, memoryview(text), now)
+        if self.syn_fin:
+            self.syn_fin = False
+            if self.peer_fin_seq is None:
+                self.peer_fin_seq = self.irs + 1 + len(text)
+                self.ack_now = True
+                self.layer.mark_dirty(self)
 
     def establish_from_cookie(self, ack: TcpSegment, peer_isn: int, mss: int, peer_wscale: int | None,
                               sack: bool, now: float) -> None:
@@ -399,15 +451,22 @@ class TcpConnection:
             self.snd_wnd = seg.window  # RFC 7323 2.2: the window in a SYN is never scaled
             self.max_snd_wnd = self.snd_wnd
             self.snd_wl1, self.snd_wl2 = seg.seq, ack
+            self.rcv_adv = self.rcv_nxt + min(self.rcvbuf, 0xFFFF)  # what our SYN offered
             self._set_state(ESTABLISHED)
             self.layer.counters["active_opens_established"] += 1
             self.ack_now = True
             self.layer.mark_dirty(self)
+            # RFC 9293 3.10.7.3: other text or controls on the SYN-ACK are processed from the
+            # sixth step on, as in ESTABLISHED.
+            self._queue_syn_text(seg)
+            self._deliver_syn_text(now)
+            self._maybe_consume_fin(now)
         else:
             # Simultaneous open (RFC 9293 3.5, figure 8).
             self._set_state(SYN_RECEIVED)
             self.snd_wnd = seg.window
             self.retransmits = 0
+            self._queue_syn_text(seg)
             self._send_syn(now, ack=True)
 
     def _ack_syn(self, ack: int, now: float) -> None:
@@ -439,6 +498,8 @@ class TcpConnection:
         if self.ts_ok and opts.ts_val is not None and not flags & RST:
             if ((opts.ts_val - self.ts_recent) & 0xFFFFFFFF) >= 0x80000000 and now - self.ts_recent_at < 24 * 86400:
                 counters["paws_rejected"] += 1
+                if seq < self.rcv_nxt:
+                    self._note_duplicate(seq, seq + len(data))
                 self._send_ack(now)
                 return
 
@@ -451,11 +512,14 @@ class TcpConnection:
                 self._send_syn(now, ack=True)
                 return
             if self.state == TIME_WAIT and flags & FIN and not flags & RST:
+                # RFC 9293 3.10.7.4 (TIME-WAIT): acknowledge the retransmitted FIN, restart 2 MSL.
                 self._send_ack(now)
                 self.timewait_deadline = now + 2 * self.config.msl
                 return
             if not flags & RST:
                 counters["out_of_window"] += 1
+                if seq < self.rcv_nxt:
+                    self._note_duplicate(seq, seq + len(data))  # RFC 2883 4.1.1: an old duplicate
                 self._send_ack(now)  # RFC 9293: an unacceptable segment gets an ACK (not for RST)
             return
 
@@ -477,6 +541,16 @@ class TcpConnection:
             self._challenge_ack(now)
             return
 
+        if self.state == TIME_WAIT:
+            # RFC 9293 3.10.7.4 (TIME-WAIT, fifth and eighth steps): acknowledge what occupies
+            # sequence space and restart the 2 MSL timeout, as FreeBSD's tcp_twcheck and Linux's
+            # tcp_timewait_state_process do. A bare ACK at RCV.NXT is not answered (both kernels):
+            # two hosts in TIME-WAIT after a simultaneous close would ACK each other forever.
+            if flags & ACK and seg_len:
+                self._send_ack(now)
+                self.timewait_deadline = now + 2 * self.config.msl
+            return
+
         # Fifth: ACK.
         if not flags & ACK:
             return
@@ -490,6 +564,7 @@ class TcpConnection:
                 self.snd_wl1, self.snd_wl2 = seq, ack
                 counters["passive_opens_established" if self.listener is not None else "active_opens_established"] += 1
                 self.layer.established(self)
+                self._deliver_syn_text(now)  # RFC 9293 3.10.7.2: the SYN's text, queued until now
             else:
                 self.layer.send_reset(self.local_addr, self.remote_addr, self.local_port, self.remote_port,
                                       seg.ack, 0, RST)
@@ -519,10 +594,15 @@ class TcpConnection:
             counters["data_after_fin"] += 1
 
         # Eighth: FIN.
-        if flags & FIN:
+        if flags & FIN and self.state in _CAN_RECEIVE:
             fin_seq = seq + len(data)
-            if self.peer_fin_seq is None:
+            if self.peer_fin_seq is None and fin_seq <= max(self.rcv_adv, self.rcv_nxt):  # not beyond the window
                 self.peer_fin_seq = fin_seq
+            if fin_seq > self.rcv_nxt:
+                # Beyond a hole: ACKed at once like any out-of-order segment (RFC 5681 4.2; Linux
+                # queues it out of order and SACKs it), honoured when the hole fills.
+                self.ack_now = True
+                self.layer.mark_dirty(self)
         self._maybe_consume_fin(now)
 
     def _on_reset(self, now: float) -> None:
@@ -552,8 +632,17 @@ class TcpConnection:
         state = self.state
         window = seg.window << self.snd_wscale
         counters = self.layer.counters
+        dsack_only = newly_sacked = False
         if self.sack_ok and seg.options.sack_blocks:
-            self._update_scoreboard(seg.options.sack_blocks, ack)
+            blocks = seg.options.sack_blocks
+            dsack = self._take_dsack(blocks, ack)
+            before = self._sacked_bytes()
+            self._update_scoreboard(blocks[1:] if dsack else blocks, ack)
+            newly_sacked = self._sacked_bytes() > before
+            # An ACK whose news is only a D-SACK reports a duplicate the peer received, not a
+            # segment beyond a hole: it is no duplicate ACK (RFC 6675 2 counts only ACKs whose
+            # SACK blocks report new data; RFC 2883 5).
+            dsack_only = dsack and not newly_sacked
         if ack > self.snd_una:
             acked = ack - self.snd_una
             self._sample_rtt(now, seg.options.ts_ecr if self.ts_ok else None, ack)
@@ -589,8 +678,10 @@ class TcpConnection:
             counters["bytes_acked"] += max(0, data_acked)  # data only: not the FIN's sequence number
             self.layer.mark_dirty(self)
         elif ack == self.snd_una and self.snd_max > self.snd_una and data_len == 0 and \
-                window == self.snd_wnd and window and not seg.flags & FIN:
-            # A duplicate ACK (RFC 5681 2; answers to zero-window probes are not).
+                window and (window == self.snd_wnd or newly_sacked) and not seg.flags & FIN and not dsack_only:
+            # A duplicate ACK (RFC 5681 2; answers to zero-window probes are not). With SACK, one
+            # that reports new data counts even when the window moved (RFC 6675 2, as Linux
+            # counts SACKed segments): the receiver's window changes as its application reads.
             self.dupacks += 1
             counters["dupacks"] += 1
             if self.in_recovery:
@@ -626,15 +717,94 @@ class TcpConnection:
                 self._enter_closed()
 
     def _dupthresh(self) -> int:
-        """3, or fewer with little in flight and nothing new to send (Early Retransmit, RFC 5827)."""
-        outstanding = -(-(self.snd_max - self.snd_una) // self.mss)
-        unsent = self.buf_seq + len(self.send_buf) - self.snd_max
-        if outstanding < 4 and (unsent <= 0 or self.snd_wnd <= self.snd_max - self.snd_una):
-            return max(1, outstanding - 1)
+        """3, or fewer with little in flight and nothing new to send (Early Retransmit, RFC 5827:
+        oseg - 1 for 2 <= oseg < 4). A FIN is no segment of its own when it rides on data, and
+        with one segment outstanding (a FIN alone, say) no duplicate ACK can mean a hole, so the
+        threshold stays 3: a single duplicate ACK never retransmits the FIN at once."""
+        buf_end = self.buf_seq + len(self.send_buf)
+        data_out = min(self.snd_max, buf_end) - self.snd_una
+        outstanding = -(-data_out // self.mss) if data_out > 0 else int(self.snd_max > self.snd_una)
+        unsent = buf_end - self.snd_max
+        if 2 <= outstanding < 4 and (unsent <= 0 or self.snd_wnd <= self.snd_max - self.snd_una):
+            return outstanding - 1
         return 3
 
     def _sacked_bytes(self) -> int:
         return sum(e - s for s, e in self.sacked)
+
+    def _take_dsack(self, blocks: list[tuple[int, int]], ack: int) -> bool:
+        """RFC 2883 5: the first block is a D-SACK when it lies below the cumulative ACK or
+        inside the second block. A D-SACK for data we retransmitted in the current episode
+        counts towards undoing the episode's congestion response."""
+        start, end = unwrap(blocks[0][0], ack), unwrap(blocks[0][1], ack)
+        if end <= start:
+            return False
+        if end > ack:
+            if len(blocks) < 2:
+                return False
+            second = unwrap(blocks[1][0], ack), unwrap(blocks[1][1], ack)
+            if not (second[0] <= start and end <= second[1]):
+                return False
+        self.layer.counters["dsacks_received"] += 1
+        if self.undo_ranges:
+            self._undo_reported(start, end)
+        return True
+
+    def _undo_begin(self) -> None:
+        """A congestion response is about to start (fast retransmit, first RTO): remember the
+        window to restore should every retransmission turn out spurious (RFC 3708's idea; Linux's
+        tcp_init_undo). A response within the same episode keeps the first one's values."""
+        if self.undo_ranges is not None and self.snd_una < self.undo_end:
+            self.undo_end = self.snd_max
+            return
+        self.undo_ranges = []
+        self.undo_cwnd, self.undo_ssthresh = self.cc.cwnd, self.cc.ssthresh
+        self.undo_end = self.snd_max
+        self.undo_possible = True
+
+    def _undo_note_retransmit(self, start: int, end: int) -> None:
+        """[start, end) of the sequence space, below SND.MAX, is being sent again."""
+        ranges = self.undo_ranges
+        if ranges is None or not self.undo_possible:
+            return
+        buf_end = self.buf_seq + len(self.send_buf)
+        if self.fin_queued and end > buf_end and self.snd_max > buf_end:
+            self.undo_possible = False  # the FIN sent again: D-SACK reports data only, so never undone
+        data_end = min(end, buf_end, self.snd_max)
+        if data_end > start:
+            if len(ranges) >= 256:
+                self.undo_possible = False
+            else:
+                ranges.append((start, data_end))
+
+    def _undo_reported(self, start: int, end: int) -> None:
+        """D-SACK of [start, end): one copy of each retransmitted range it covers arrived twice."""
+        ranges = self.undo_ranges
+        assert ranges is not None
+        todo = [(start, end)]
+        kept: list[tuple[int, int]] = []
+        for r_start, r_end in ranges:
+            rest = [(r_start, r_end)]
+            for s, e in list(todo):
+                lo, hi = max(r_start, s), min(r_end, e)
+                if lo < hi:
+                    rest = _subtract(rest, lo, hi)
+                    todo = _subtract(todo, lo, hi)
+            kept.extend(rest)
+        self.undo_ranges = kept
+        if not kept and self.undo_possible:
+            self._undo()
+
+    def _undo(self) -> None:
+        """Every retransmission of the episode was D-SACKed: the losses were not real (reordering
+        or a delayed segment). Restore the window as it was (Linux tcp_undo_cwnd_reduction)."""
+        self.layer.counters["dsack_undos"] += 1
+        self.cc.cwnd = max(self.cc.cwnd, self.undo_cwnd)
+        self.cc.ssthresh = max(self.cc.ssthresh, self.undo_ssthresh)
+        self.undo_ranges = None
+        self.in_recovery = False
+        self.dupacks = 0
+        self.layer.mark_dirty(self)
 
     def _update_scoreboard(self, blocks: list[tuple[int, int]], ack: int) -> None:
         ranges = list(self.sacked)
@@ -657,6 +827,7 @@ class TcpConnection:
         if self.snd_una < self.recover and self.total_retransmits:
             return  # RFC 6582 3.2 step 1: no new recovery for losses of the same window
         self.layer.counters["fast_retransmits"] += 1
+        self._undo_begin()
         self.in_recovery = True
         self.recover = self.snd_max
         flight = self.snd_max - self.snd_una
@@ -704,7 +875,9 @@ class TcpConnection:
     def _receive_data(self, seq: int, data: memoryview, now: float) -> None:
         rcv_nxt = self.rcv_nxt
         right = self.rcv_adv
-        if seq < rcv_nxt:
+        duplicate = seq < rcv_nxt
+        if duplicate:
+            self._note_duplicate(seq, seq + len(data))  # RFC 2883 4.1.1: its head was already received
             data = data[rcv_nxt - seq:]
             seq = rcv_nxt
         if seq + len(data) > right:
@@ -725,22 +898,46 @@ class TcpConnection:
             # Everything that reached the receive buffer, including what the segment released
             # from the out-of-order store.
             self.layer.counters["bytes_received"] += self.rcv_nxt - rcv_nxt
-            # RFC 9293 3.8.6.3 / RFC 5681 4.2: ACK at least every second full segment; at once
-            # when a hole is filled.
+            # Quick-ACK mode (Linux tcp_event_data_recv, TCP_MAX_QUICKACKS): the connection starts
+            # with a budget of MAX_QUICKACKS; while it lasts every in-order data segment is ACKed
+            # at once and uses one. In-order data after more than an RTO without any refills it.
+            if self.last_data_at is not None and now - self.last_data_at > self.rto:
+                self.quick_acks = MAX_QUICKACKS
+            self.last_data_at = now
             # RFC 5681 4.2: ACK at least every second full-sized segment, counted in bytes so one
-            # large segment (GRO, a peer with a smaller MSS) counts as what it is.
+            # large segment (GRO, a peer with a smaller MSS) counts as what it is. As Linux
+            # (__tcp_ack_snd_check: more than one rcv_mss unacknowledged) and FreeBSD (DELAY_ACK:
+            # only segments of at most t_maxseg wait), a segment longer than one MSS, or more than
+            # one full-sized segment unacknowledged, is ACKed at once; so is one that fills a hole.
             self.unacked_bytes += len(data)
             self.rcv_mss = max(self.rcv_mss or self.mss, min(len(data), self.mss_limit))
-            if filled_hole or self.unacked_bytes >= 2 * self.rcv_mss:
+            if self.quick_acks > 0:
+                self.quick_acks -= 1
+                self.layer.counters["quick_acks"] += 1
+                self.ack_now = True
+            elif filled_hole or duplicate or self.unacked_bytes > self.rcv_mss:
                 self.ack_now = True
             elif self.delack_deadline is None:
                 self.delack_deadline = now + self.config.delayed_ack
             self.layer.mark_dirty(self)
         else:
             self.ooo.add(seq, bytes(data))
+            if self.ooo.duplicate is not None:
+                self._note_duplicate(*self.ooo.duplicate)  # RFC 2883 4.1.2: held out of order
             self.layer.counters["out_of_order"] += 1
             self.ack_now = True  # RFC 5681 4.2: out-of-order data is ACKed at once (dupack + SACK)
             self.layer.mark_dirty(self)
+
+    def _note_duplicate(self, start: int, end: int) -> None:
+        """RFC 2883 4: data that had already arrived came again: the next ACK names the range in
+        its first SACK block (a D-SACK block), once. Not in TIME-WAIT (Linux's timewait sockets
+        keep no SACK state)."""
+        if start < self.rcv_nxt:
+            end = min(end, self.rcv_nxt)
+        if start >= end or not self.sack_ok or not self.config.dsack or self.state == TIME_WAIT:
+            return
+        if self.dsack is None:
+            self.dsack = (start, end)
 
     def _maybe_consume_fin(self, now: float) -> None:
         if self.peer_fin_seq is None or self.rcv_nxt != self.peer_fin_seq or self.eof:
@@ -748,6 +945,7 @@ class TcpConnection:
         self.rcv_nxt += 1
         self.eof = True
         self.ack_now = True
+        self.dsack = None  # Linux's tcp_fin clears the SACK state: the ACK of the FIN has no blocks
         self.layer.mark_dirty(self)
         state = self.state
         if state in (SYN_RECEIVED, ESTABLISHED):
@@ -759,27 +957,63 @@ class TcpConnection:
             self._enter_time_wait(now)
 
     def _window_opened(self) -> None:
-        """After the user read: announce a window that grew enough (receiver SWS avoidance,
-        RFC 9293 3.8.6.2.2)."""
+        """After the user read: a standalone window update only when it matters. Linux's
+        tcp_cleanup_rbuf rule: the window we advertised has fallen to at most half the largest
+        we can offer, and the one we can offer now is at least twice as large (and grew by a
+        receiver-SWS step, RFC 9293 3.8.6.2.2). A read from a mostly empty buffer sends nothing:
+        the ACKs the data elicits carry the window anyway."""
         if self.eof or self.state == CLOSED:
             # The peer's FIN is in: it sends no more data, so a wider window tells it nothing, and
             # after the close completes it would answer our ACK with a RST.
             return
-        space = min(self.rcvbuf - len(self.rcv_buf) - self.ooo.bytes, 0xFFFF << self.rcv_wscale)
-        if space - (self.rcv_adv - self.rcv_nxt) >= min(self.rcvbuf // 2, self.mss):
+        current = max(0, self.rcv_adv - self.rcv_nxt)
+        if 2 * current > min(self.rcvbuf, 0xFFFF << self.rcv_wscale):
+            return
+        new = self._window_to_offer()
+        if new > current and new >= 2 * current and new - current >= min(self.rcvbuf // 2, self.mss):
             self.ack_now = True
             self.layer.mark_dirty(self)
 
-    def _advertise(self) -> int:
-        """The window field value; the right edge never moves left (RFC 9293 3.8.6.2.2)."""
+    def _window_to_offer(self) -> int:
+        """The window the next segment will advertise, in bytes (what :meth:`_advertise` sends)."""
         space = max(0, min(self.rcvbuf - len(self.rcv_buf) - self.ooo.bytes, 0xFFFF << self.rcv_wscale))
         current = self.rcv_adv - self.rcv_nxt
         if space - current >= min(self.rcvbuf // 2, self.mss) or space > current and current < self.mss:
             current = space
         current = max(current, self.rcv_adv - self.rcv_nxt)
-        field = min(current >> self.rcv_wscale, 0xFFFF)
-        self.rcv_adv = max(self.rcv_adv, self.rcv_nxt + (field << self.rcv_wscale))
-        return field
+        return min(current >> self.rcv_wscale, 0xFFFF) << self.rcv_wscale
+
+    def _advertise(self) -> int:
+        """The window field value; the right edge never moves left (RFC 9293 3.8.6.2.2)."""
+        window = self._window_to_offer()
+        self.rcv_adv = max(self.rcv_adv, self.rcv_nxt + window)
+        return window >> self.rcv_wscale
+
+    def _sack_blocks(self) -> list[tuple[int, int]]:
+        """The SACK option's blocks (RFC 2018 4): a pending D-SACK block first (RFC 2883 4), then
+        the out-of-order data, the block holding the duplicate first of those (RFC 2883 4.1.2),
+        an out-of-order FIN counted in its block (as Linux, whose out-of-order queue holds it);
+        as many as fit beside timestamps."""
+        limit = 3 if self.ts_ok else 4
+        blocks = self.ooo.blocks(limit + 1) if self.ooo else []
+        fin = self.peer_fin_seq
+        if fin is not None and not self.eof and fin > self.rcv_nxt:
+            for i, (start, end) in enumerate(blocks):
+                if end == fin:
+                    blocks[i] = (start, fin + 1)
+                    break
+            else:
+                blocks.insert(0, (fin, fin + 1))
+        dsack = self.dsack
+        if dsack is not None:
+            self.dsack = None
+            self.layer.counters["dsacks_sent"] += 1
+            for i, (start, end) in enumerate(blocks):
+                if start <= dsack[0] and dsack[1] <= end:
+                    blocks.insert(0, blocks.pop(i))
+                    break
+            blocks.insert(0, dsack)
+        return blocks[:limit]
 
     # ================================================================= sending
 
@@ -788,8 +1022,11 @@ class TcpConnection:
 
     def _emit(self, seq: int, flags: int, payload: bytes | memoryview, now: float | None = None) -> None:
         sack_blocks = None
-        if self.sack_ok and self.ooo and flags & ACK and not payload:
-            sack_blocks = [(wire(s), wire(e)) for s, e in self.ooo.blocks(3 if self.ts_ok else 4)]
+        if self.sack_ok and flags & ACK and (self.ooo or self.dsack is not None or self.peer_fin_seq is not None):
+            if payload:
+                self.dsack = None  # no room for SACK beside data: the duplicate goes unreported
+            else:
+                sack_blocks = [(wire(s), wire(e)) for s, e in self._sack_blocks()] or None
         ts = None
         if self.ts_ok:
             ts = (self._ts_now(now if now is not None else self.layer.now), self.ts_recent)
@@ -820,6 +1057,8 @@ class TcpConnection:
             flags |= FIN
         if payload and (data_end == buf_end or flags & FIN):
             flags |= PSH
+        if start < self.snd_max:
+            self._undo_note_retransmit(start, end)
         try:
             self._emit(start, flags, payload, now)
         finally:
@@ -969,6 +1208,7 @@ class TcpConnection:
             self._send_syn(now, ack=state == SYN_RECEIVED)
             return
         if self.retransmits == 1:
+            self._undo_begin()
             self.cc.on_timeout(self.snd_max - self.snd_una, now)
         else:
             self.cc.cwnd = self.mss

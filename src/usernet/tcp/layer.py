@@ -68,10 +68,18 @@ class TcpListener:
             self.on_event()
 
     def close(self) -> None:
-        """Stop listening: queued and half-open connections are reset (as Linux does)."""
+        """Stop listening. Connections that completed the handshake but were never accepted are
+        reset with RST|ACK (Linux inet_csk_listen_stop; FreeBSD's soclose aborts sol_comp).
+        Half-open (SYN-RECEIVED) ones are dropped silently, as Linux drops request socks whose
+        listener is gone (reqsk_timer_handler): no RST, no more SYN-ACKs; a later segment from
+        such a peer meets a closed port (RFC 9293 3.10.7.1: for an ACK, <SEQ=SEG.ACK><CTL=RST>)."""
         self.closed = True
         self.layer.listeners.pop((self.local_addr, self.local_port), None)
-        for conn in list(self.accept_queue) + list(self.half_open):
+        for conn in list(self.half_open):
+            conn.listener = None
+            conn.user_closed = True
+            conn._enter_closed()
+        for conn in list(self.accept_queue):
             conn.listener = None
             conn.abort()
         self.accept_queue.clear()

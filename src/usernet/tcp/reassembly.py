@@ -9,21 +9,24 @@ class OutOfOrder:
     Memory is bounded by the caller (only in-window data is offered) and by *max_pieces*.
     """
 
-    __slots__ = ("pieces", "bytes", "max_pieces", "recent")
+    __slots__ = ("pieces", "bytes", "max_pieces", "recent", "duplicate")
 
     def __init__(self, max_pieces: int) -> None:
         self.pieces: dict[int, bytes] = {}
         self.bytes = 0
         self.max_pieces = max_pieces
         self.recent: list[int] = []  # starts of the most recently changed blocks first (RFC 2018 4)
+        self.duplicate: tuple[int, int] | None = None  # the first range the last add() already held
 
     def __bool__(self) -> bool:
         return bool(self.pieces)
 
     def add(self, seq: int, data: bytes) -> bool:
-        """Store *data* at *seq*, trimming what is already held. False when nothing new was kept."""
+        """Store *data* at *seq*, trimming what is already held. False when nothing new was kept.
+        Sets :attr:`duplicate` to the first range of *data* that was already held (RFC 2883 D-SACK)."""
         end = seq + len(data)
         added = False
+        self.duplicate = None
         for start in sorted(self.pieces):
             piece = self.pieces[start]
             piece_end = start + len(piece)
@@ -32,6 +35,11 @@ class OutOfOrder:
             # Keep the part before this piece, continue with the part after it.
             if seq < start:
                 added |= self._put(seq, data[:start - seq])
+            held = (max(seq, start), min(end, piece_end))
+            if self.duplicate is None:
+                self.duplicate = held
+            elif self.duplicate[1] == held[0]:  # adjacent pieces: one contiguous duplicate
+                self.duplicate = (self.duplicate[0], held[1])
             if end <= piece_end:
                 seq = end
                 data = b""
