@@ -298,7 +298,84 @@ def _host_options(args: argparse.Namespace) -> dict[str, Any]:
     if args.pcap and args.pcap_fix_checksums:
         pcap = {"path": args.pcap, "fix_checksums": True}
     return {"addr": args.addr, "gateway": args.gateway, "mtu": args.mtu, "mac": args.mac, "pcap": pcap,
-            "trace": trace, "impair": args.impair, "seed": args.seed}
+            "trace": trace, "impair": args.impair, "seed": args.seed, "forward": getattr(args, "forward", False)}
+
+
+_LINK_KINDS = ("iface", "tap", "tun")
+
+
+def _parse_link_spec(spec: str) -> dict[str, Any]:
+    """``KIND=NAME,addr=A/P[,addr=A/P][,mtu=N][,mac=M]`` (KIND: iface, tap or tun)."""
+    parts = [part.strip() for part in spec.split(",")]
+    kind, _, name = parts[0].partition("=")
+    if kind not in _LINK_KINDS or not name:
+        raise UsageError(f"--link {spec}: begin with iface=NAME, tap=NAME or tun=NAME")
+    link: dict[str, Any] = {"kind": kind, "name": name, "addr": [], "mtu": None, "mac": None}
+    for part in parts[1:]:
+        key, _, value = part.partition("=")
+        if key == "addr":
+            _check_addr(value)
+            link["addr"].append(value)
+        elif key == "mtu":
+            if not (value.isdigit() and 68 <= int(value) <= 65535):
+                raise UsageError(f"--link {spec}: mtu={value}: out of range 68..65535")
+            link["mtu"] = int(value)
+        elif key == "mac":
+            from usernet.wire import ethernet
+
+            try:
+                mac = ethernet.parse_mac(value)
+            except ValueError:
+                raise UsageError(f"--link {spec}: mac={value}: not a MAC address") from None
+            if mac[0] & 1 or mac == bytes(6):
+                raise UsageError(f"--link {spec}: mac={value}: not a unicast address")
+            link["mac"] = value
+        else:
+            raise UsageError(f"--link {spec}: unknown key {key!r} (addr, mtu, mac)")
+    if not link["addr"]:
+        raise UsageError(f"--link {spec}: give addr=A/P")
+    return link
+
+
+def _parse_route_spec(spec: str) -> tuple[str, str]:
+    """``CIDR,via=IP``."""
+    cidr, _, rest = spec.partition(",")
+    key, _, via = rest.partition("=")
+    if key != "via" or not via:
+        raise UsageError(f"--route {spec}: expected CIDR,via=IP")
+    _check_addr(cidr)
+    _ipv4_literal(via, "--route via")
+    return cidr, via
+
+
+def _add_links_and_routes(args: argparse.Namespace, host: Any) -> None:
+    """``up --link ... --route ...``: the interfaces beyond the first, then the static routes."""
+    from usernet import links
+
+    for spec in args.link or []:
+        link_spec = _parse_link_spec(spec)
+        kind, name = link_spec["kind"], link_spec["name"]
+        try:
+            link: Any
+            if kind == "iface":
+                link = links.Packet(name)
+            elif kind == "tap":
+                link = links.Tap(name, mtu=link_spec["mtu"])
+            else:
+                link = links.Tun(name, mtu=link_spec["mtu"])
+        except OSError as err:
+            raise UsageError(f"--link {spec}: cannot open {name}: {err.strerror or err}") from None
+        try:
+            host.add_interface(link, addr=link_spec["addr"], name=name, mtu=link_spec["mtu"], mac=link_spec["mac"])
+        except (OSError, ValueError) as err:
+            link.close()
+            raise UsageError(f"--link {spec}: {getattr(err, 'strerror', None) or err}") from None
+    for spec in args.route or []:
+        cidr, via = _parse_route_spec(spec)
+        try:
+            host.add_route(cidr, via=via)
+        except (OSError, ValueError) as err:
+            raise UsageError(f"--route {spec}: {getattr(err, 'strerror', None) or err}") from None
 
 
 def _make_host(args: argparse.Namespace) -> Any:
@@ -352,6 +429,28 @@ def _print_counters(host: Any) -> None:
     print(host.format_counters(), flush=True)
 
 
+def _print_host_state(host: Any) -> None:
+    """Interfaces, routes and neighbours, in the shape of ``ip addr``, ``ip route``, ``ip neigh``."""
+    print("interfaces:")
+    for iface in host.interfaces():
+        stats = iface["stats"]
+        print(f"    {iface['index']}: {iface['name']} {iface['kind']} mtu {iface['mtu']}"
+              + (f" link {iface['mac']}" if iface["mac"] else "")
+              + f" rx {stats.get('rx_packets', 0)} tx {stats.get('tx_packets', 0)}")
+        for address in iface["addresses"]:
+            print(f"        inet {address}")
+    print("routes:")
+    for route in host.routes():
+        print(f"    {route['destination']}" + (f" via {route['via']}" if route["via"] else "")
+              + f" dev {route['dev']} {route['kind']} metric {route['metric']}"
+              + (f" src {route['src']}" if route["src"] else ""))
+    print("neighbours:")
+    for row in host.neighbours():
+        print(f"    {row['address']} dev {row['dev']} " + (f"lladdr {row['mac']} " if row["mac"] else "")
+              + row["state"])
+    sys.stdout.flush()
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from usernet.apps.services import serve_simple
 
@@ -359,6 +458,11 @@ def cmd_up(args: argparse.Namespace) -> int:
         raise UsageError("--dhcp: the DHCP client is not implemented yet; give --addr A/P")
     services = _parse_services(args.serve or [])
     host = _make_host(args)
+    try:
+        _add_links_and_routes(args, host)
+    except BaseException:
+        host.close()
+        raise
     with host:
         for spec, kind, port in services:
             try:
@@ -372,6 +476,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             while True:
                 got = signals.wait(0.5)
                 if signal.SIGUSR1 in got:
+                    _print_host_state(host)
                     _print_counters(host)
                 if any(signum != signal.SIGUSR1 for signum in got):
                     break
@@ -738,9 +843,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"usernet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    up = sub.add_parser("up", help="run a host until SIGTERM/SIGINT/SIGHUP (SIGUSR1 prints the counters)")
+    up = sub.add_parser("up", help="run a host until SIGTERM/SIGINT/SIGHUP (SIGUSR1 prints its state and counters)")
     _add_link_options(up)
     up.add_argument("--dhcp", action="store_true", help="get the address by DHCP (not implemented yet)")
+    up.add_argument("--link", action="append", metavar="KIND=NAME,addr=A/P[,mtu=N][,mac=M]",
+                    help="another interface (KIND: iface, tap or tun; repeatable)")
+    up.add_argument("--route", action="append", metavar="CIDR,via=IP", help="a static route (repeatable)")
+    up.add_argument("--forward", action="store_true", help="route between the interfaces (RFC 1812)")
     up.add_argument("--serve", action="append", metavar="SPEC",
                     help="echo:PORT, discard:PORT, chargen:PORT (repeatable, one service a port)")
     up.set_defaults(func=cmd_up)

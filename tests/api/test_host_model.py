@@ -288,3 +288,30 @@ def test_df_larger_than_next_mtu_gets_fragmentation_needed_and_tcp_adapts() -> N
             tx.sendto(b"u" * 1400, ("10.20.2.2", 9100))
             assert rx.recv(2000) == b"u" * 1400
         assert router.counters["ipv4.fragments_tx"] >= 2
+
+
+def test_many_short_connections_over_loopback_never_wait_for_a_retransmission() -> None:
+    """The server's side of each closed connection sits in TIME-WAIT while the client may pick the
+    same port again: the new SYN must be accepted there (RFC 6191 by timestamps, which are
+    per-4-tuple monotonic), never answered with an ACK that costs a 1 s SYN retransmission."""
+    with usernet.Host(Switch().port(), addr="10.7.0.1/24", seed=5) as host:
+        server = host.create_server(("127.0.0.1", 8100))
+
+        def serve() -> None:
+            while True:
+                try:
+                    peer, _ = server.accept()
+                except OSError:
+                    return
+                with peer:
+                    peer.sendall(peer.recv(100))
+
+        threading.Thread(target=serve, daemon=True).start()
+        for _ in range(600):
+            with host.create_connection(("127.0.0.1", 8100), timeout=5) as conn:
+                conn.sendall(b"y" * 100)
+                assert conn.recv(100)
+        server.close()
+        counters = host.counters
+    assert counters.get("tcp.rto_expired", 0) == 0, counters
+    assert counters["tcp.time_wait_reused"] > 0  # the case did arise

@@ -9,6 +9,7 @@ each frame with a virtio_net_hdr saying so; such frames are passed up as checksu
 from __future__ import annotations
 
 import errno
+import fcntl
 import socket
 import struct
 
@@ -30,9 +31,27 @@ GSO_MAX_PAYLOAD = 65535 - 20 - 60 - 1000  # one IPv4 datagram, with room for hea
 _MAX_FRAME = 65536 + 14 + VNET_HDR_LEN
 
 
-def _read_sys(ifname: str, what: str) -> str:
-    with open(f"/sys/class/net/{ifname}/{what}") as f:
-        return f.read().strip()
+_SIOCGIFMTU = 0x8921
+_SIOCGIFHWADDR = 0x8927
+
+
+def _interface_info(sock: socket.socket, ifname: str) -> tuple[bytes, int]:
+    """(MAC, MTU) of *ifname* by ioctl on our own socket: right in whatever network namespace the
+    socket was made, unlike /sys/class/net (which follows the mount, not setns)."""
+    name = ifname.encode()
+    if not name or len(name) > 15:
+        raise OSError(errno.ENODEV, f"no such interface: {ifname}")
+    request = struct.pack("16s16s", name, b"")
+    try:
+        hwaddr = fcntl.ioctl(sock.fileno(), _SIOCGIFHWADDR, request)
+        mtu_reply = fcntl.ioctl(sock.fileno(), _SIOCGIFMTU, request)
+    except OSError as err:
+        if err.errno in (errno.ENODEV, errno.ENXIO):
+            raise OSError(errno.ENODEV, f"no such interface: {ifname}") from None
+        raise
+    mac = hwaddr[18:24]  # ifr_hwaddr: sa_family (2 bytes), then the address
+    (mtu,) = struct.unpack_from("i", mtu_reply, 16)
+    return mac, mtu
 
 
 class Packet(Link):
@@ -41,18 +60,13 @@ class Packet(Link):
     layer = 2
 
     def __init__(self, ifname: str, promisc: bool = False, rcvbuf: int = 4 << 20) -> None:
-        try:
-            mac_text = _read_sys(ifname, "address")
-            self.mtu = int(_read_sys(ifname, "mtu"))
-        except OSError:
-            raise OSError(errno.ENODEV, f"no such interface: {ifname}") from None
         self.name = ifname
-        self.mac = bytes.fromhex(mac_text.replace(":", ""))
         try:
             sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
         except PermissionError:
             raise PermissionError(errno.EPERM, "AF_PACKET needs root or CAP_NET_RAW") from None
         try:
+            self.mac, self.mtu = _interface_info(sock, ifname)
             sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
             try:
                 # Our own transmissions would otherwise loop back into recv (Linux 4.20+).

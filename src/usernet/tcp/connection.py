@@ -126,7 +126,7 @@ class TcpConnection:
         self.ts_ok = False
         self.ts_recent = 0
         self.ts_recent_at = 0.0
-        self.ts_offset = layer.rng.getrandbits(32)
+        self.ts_offset = layer.ts_offset(local, remote)
         self.sack_ok = False
         self.last_ack_sent = 0
         self.sacked: list[tuple[int, int]] = []   # peer's SACK blocks above snd_una (RFC 6675 scoreboard)

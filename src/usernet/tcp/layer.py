@@ -417,6 +417,14 @@ class TcpLayer:
             b"%d %d %d %d" % (local[0], local[1], remote[0], remote[1]), key=self._isn_key, digest_size=4).digest()
         return (int(now * 250_000) + int.from_bytes(digest, "big")) & 0xFFFFFFFF
 
+    def ts_offset(self, local: tuple[int, int], remote: tuple[int, int]) -> int:
+        """The TS clock offset of a connection: random per 4-tuple but the same for every incarnation
+        of it (RFC 7323 5.4, Linux's secure_tcp_ts_off), so a new connection's timestamps are newer
+        than the old one's and a peer in TIME-WAIT accepts its SYN (RFC 6191)."""
+        digest = hashlib.blake2s(b"ts %d %d %d %d" % (local[0], local[1], remote[0], remote[1]),
+                                 key=self._isn_key, digest_size=4).digest()
+        return int.from_bytes(digest, "big")
+
     def port_in_use(self, addr: int, port: int) -> bool:
         if port in self.bound:
             return True
