@@ -168,6 +168,26 @@ class Host:
     def running(self) -> bool:
         return self._thread is not None and not self._stopping
 
+    # The runtime interface the socket layer uses (usernet.api.runtime.Runtime).
+
+    @property
+    def lock(self) -> threading.RLock:
+        return self._lock
+
+    @property
+    def cond(self) -> threading.Condition:
+        return self._cond
+
+    @property
+    def closed(self) -> bool:
+        return self._closed or self._stopping
+
+    def adopt(self, sock: Socket) -> None:
+        self._sockets.add(sock)
+
+    def sockets(self) -> list[Socket]:
+        return list(self._sockets)
+
     # ----------------------------------------------------------------- the loop
 
     def _wake(self) -> None:

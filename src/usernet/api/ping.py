@@ -39,7 +39,7 @@ def ping(host: Host, dst: str, *, count: int = 1, interval: float = 1.0, size: i
         raise ValueError(f"packet size {size} out of range 0..{MAX_SIZE}")
     target = ipv4.addr(dst)
     stack = host.stack
-    with host._lock:
+    with host.lock:
         endpoint = stack.echo_open()
         endpoint.on_event = host.notify
     sent_at: dict[int, float] = {}
@@ -56,7 +56,7 @@ def ping(host: Host, dst: str, *, count: int = 1, interval: float = 1.0, size: i
                 break
             if seq < count and now >= next_send:
                 data = _payload(size, now)
-                with host._lock:
+                with host.lock:
                     sent_at[seq] = time.monotonic()
                     payloads[seq] = data
                     rtts.append(None)
@@ -79,9 +79,9 @@ def ping(host: Host, dst: str, *, count: int = 1, interval: float = 1.0, size: i
             if seq == count and all(r is not None for r in rtts):
                 break
             wake_at = last_deadline if last_deadline is not None else next_send
-            with host._cond:
+            with host.cond:
                 if not endpoint.queue and not endpoint.errors:
-                    host._cond.wait(max(0.0, min(wake_at - time.monotonic(), 0.5)))
+                    host.cond.wait(max(0.0, min(wake_at - time.monotonic(), 0.5)))
                 replies = list(endpoint.queue)
                 endpoint.queue.clear()
                 errors = list(endpoint.errors)
@@ -104,7 +104,7 @@ def ping(host: Host, dst: str, *, count: int = 1, interval: float = 1.0, size: i
                 if on_reply is not None:
                     on_reply({"error_type": kind, "code": code, "src": ipv4.ntoa(reporter)})
     finally:
-        with host._lock:
+        with host.lock:
             stack.echo_close(endpoint)
     return rtts
 

@@ -24,7 +24,7 @@ from usernet.errors import os_error as _err
 from usernet.wire import ipv4
 
 if TYPE_CHECKING:
-    from usernet.api.host import Host
+    from usernet.api.runtime import Runtime
 
 AF_INET = _socket.AF_INET
 SOCK_STREAM = _socket.SOCK_STREAM
@@ -217,7 +217,7 @@ class Socket:
     _broadcast = _shared("broadcast")
     _reuse = _shared("reuse")
 
-    def __init__(self, host: Host, family: int = AF_INET, type: int = SOCK_STREAM, proto: int = 0,
+    def __init__(self, host: Runtime, family: int = AF_INET, type: int = SOCK_STREAM, proto: int = 0,
                  _conn: Any = None) -> None:
         if family != AF_INET:
             raise _err(errno.EAFNOSUPPORT)
@@ -314,7 +314,7 @@ class Socket:
         _refuse_ssl_adoption()
         if self._released:
             return -1
-        with self._host._lock:
+        with self._host.lock:
             if self._readiness is None:
                 self._readiness = ReadinessFd(self._readable_now(), self._writable_now())
                 self._s.watchers.append(self)
@@ -323,9 +323,9 @@ class Socket:
     def _require_runtime(self) -> None:
         """A blocking call needs the runtime thread to move packets: fail now, not after a hang."""
         host = self._host
-        if host._closed or host._stopping:
+        if host.closed:
             raise _err(errno.ENETDOWN)
-        if not getattr(host, "running", True):  # the drill runner's VirtualHost is always running
+        if not host.running:
             raise _err(errno.ENETDOWN, _NOT_RUNNING)
 
     def _timeo(self, option: str | None) -> tuple[float | None, bool]:
@@ -354,13 +354,13 @@ class Socket:
         self._require_runtime()
         host = self._host
         end = None if timeout is None else time.monotonic() + timeout
-        cond = host._cond
+        cond = host.cond
         while True:
             if self._released:  # closed by another thread: even if ready() came true meanwhile
                 raise _err(errno.EBADF)
             if ready():
                 return
-            if host._closed or host._stopping:
+            if host.closed:
                 raise _err(errno.ENETDOWN)
             if end is None:
                 cond.wait(1.0)
@@ -384,14 +384,14 @@ class Socket:
         self._released = True
         host = self._host
         shared = self._s
-        with host._lock:
+        with host.lock:
             if self._readiness is not None:
                 self._readiness.close()
                 if self in shared.watchers:
                     shared.watchers.remove(self)
             shared.refs -= 1
             if shared.refs > 0:  # a dup() still holds the connection, as a dup'd fd would
-                host._cond.notify_all()
+                host.cond.notify_all()
                 return
             if self._udp is not None:
                 host.stack.udp_close(self._udp)
@@ -403,8 +403,8 @@ class Socket:
                 self._conn.on_event = None
                 self._conn.close()
             self._release_port()
-            host._cond.notify_all()
-            if not host._closed:
+            host.cond.notify_all()
+            if not host.closed:
                 host.kick()
 
     def _decref_socketios(self) -> None:
@@ -423,12 +423,12 @@ class Socket:
         timeout (copied, as socket.dup does); the connection closes when the last one does."""
         self._check_open()
         host = self._host
-        with host._lock:
+        with host.lock:
             sock = Socket(host, self.family, self.type, self.proto)
             sock._s = self._s
             self._s.refs += 1
             sock._timeout = self._timeout
-            host._sockets.add(sock)
+            host.adopt(sock)
         return sock
 
     def makefile(self, mode: str = "r", buffering: int | None = None, *, encoding: str | None = None,
@@ -476,7 +476,7 @@ class Socket:
             raise _err(errno.ENOPROTOOPT)
         if value is None:  # setsockopt(level, option, None, optlen): a NULL buffer
             raise _err(errno.EFAULT)
-        with self._host._lock:
+        with self._host.lock:
             entry[0](self, value)
 
     def getsockopt(self, level: int, option: int, buflen: int | None = None) -> Any:
@@ -490,7 +490,7 @@ class Socket:
             raise _err(errno.ENOPROTOOPT)
         if buflen is not None and buflen <= 0:
             raise OSError("getsockopt buflen out of range")
-        with self._host._lock:
+        with self._host.lock:
             value = entry[1](self)
         if buflen is None:
             return value if isinstance(value, int) else _INT.unpack_from(value.ljust(_INT.size, b"\0"))[0]
@@ -643,7 +643,7 @@ class Socket:
     def _port_holders(self, port: int) -> list[Socket]:
         """This host's other open TCP sockets bound, listening or connected on *port*."""
         holders = []
-        for sock in list(self._host._sockets):
+        for sock in list(self._host.sockets()):
             if sock._s is self._s or sock._released or sock.type != SOCK_STREAM:
                 continue
             if sock._reserved_port == port or (sock._listener is not None and sock._listener.local_port == port) \
@@ -662,7 +662,7 @@ class Socket:
         self._check_open()
         addr, port = _parse_address(address)
         host = self._host
-        with host._lock:
+        with host.lock:
             stack = host.stack
             if addr and not stack.is_local(addr) and addr != 0xFFFFFFFF:
                 raise _err(errno.EADDRNOTAVAIL)
@@ -715,7 +715,7 @@ class Socket:
         if self.type != SOCK_STREAM:
             raise _err(errno.EOPNOTSUPP)
         host = self._host
-        with host._lock:
+        with host.lock:
             if self._conn is not None:
                 raise _err(errno.EINVAL)
             if self._listener is not None:
@@ -763,7 +763,7 @@ class Socket:
         if listener is None:
             raise _err(errno.EINVAL)
         host = self._host
-        with host._cond:
+        with host.cond:
             while True:
                 self._wait(lambda: listener.readable, option="rcvtimeo")
                 if listener.closed:
@@ -775,7 +775,7 @@ class Socket:
             sock._options = dict(self._options)
             sock._apply_options()
             self._refresh()
-            host._sockets.add(sock)
+            host.adopt(sock)
             sock._timeout = _socket.getdefaulttimeout()  # as socket.accept(): not inherited
             return sock, (ipv4.ntoa(conn.remote_addr), conn.remote_port)
 
@@ -785,7 +785,7 @@ class Socket:
         host = self._host
         if self.type == SOCK_DGRAM:
             endpoint = self._ensure_udp()
-            with host._lock:
+            with host.lock:
                 host.stack.next_hop(addr)  # ENETUNREACH now, as the kernel does
                 if not endpoint.local_addr:
                     # As Linux's ip4_datagram_connect: the route's source address becomes the
@@ -793,7 +793,7 @@ class Socket:
                     endpoint.local_addr = host.stack.source_for(addr)
                 endpoint.remote_addr, endpoint.remote_port = addr, port
             return
-        with host._cond:
+        with host.cond:
             conn = self._conn
             if conn is None:
                 if self._listener is not None:
@@ -846,7 +846,7 @@ class Socket:
         if how not in (_socket.SHUT_RD, _socket.SHUT_WR, _socket.SHUT_RDWR):
             raise _err(errno.EINVAL)
         host = self._host
-        with host._lock:
+        with host.lock:
             conn = self._conn
             if self.type == SOCK_DGRAM or conn is None or not conn.connected and conn.state != "SYN-SENT":
                 if self._listener is not None and how != _socket.SHUT_WR:
@@ -875,7 +875,7 @@ class Socket:
             raise _err(errno.EPIPE)  # what Linux answers for a never-connected socket
         view = memoryview(data).cast("B")
         host = self._host
-        with host._cond:
+        with host.cond:
             nonblocking = flags & _socket.MSG_DONTWAIT
             if nonblocking and not conn.writable:
                 raise _err(errno.EAGAIN)
@@ -976,7 +976,7 @@ class Socket:
         if conn is None:
             raise _err(errno.ENOTCONN)
         host = self._host
-        with host._cond:
+        with host.cond:
             if self._read_shut and not conn.rcv_buf:
                 return b""
             if flags & _socket.MSG_DONTWAIT and not conn.readable:
@@ -1077,7 +1077,7 @@ class Socket:
 
     def _ensure_udp(self) -> Any:
         if self._udp is None:
-            with self._host._lock:
+            with self._host.lock:
                 if self._udp is None:
                     self._setup_udp(self._host.stack.udp_open(0, 0))
         return self._udp
@@ -1085,7 +1085,7 @@ class Socket:
     def _udp_send(self, view: memoryview, addr: int, port: int) -> int:
         endpoint = self._ensure_udp()
         host = self._host
-        with host._lock:
+        with host.lock:
             err = endpoint.take_error()
             if err is not None:
                 raise err
@@ -1097,7 +1097,7 @@ class Socket:
         """The next whole datagram and its source (kept queued with MSG_PEEK)."""
         endpoint = self._ensure_udp()
         host = self._host
-        with host._cond:
+        with host.cond:
             if flags & _socket.MSG_DONTWAIT and not endpoint.readable:
                 raise _err(errno.EAGAIN)
             self._wait(lambda: endpoint.readable, option="rcvtimeo")

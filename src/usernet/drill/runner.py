@@ -173,6 +173,30 @@ class VirtualHost:
     def clock(self) -> float:
         return self.now
 
+    # The runtime interface the socket layer uses (usernet.api.runtime.Runtime).
+
+    @property
+    def lock(self) -> threading.RLock:
+        return self._lock
+
+    @property
+    def cond(self) -> threading.Condition:
+        return self._cond
+
+    @property
+    def closed(self) -> bool:
+        return self._closed or self._stopping
+
+    @property
+    def running(self) -> bool:
+        return True  # virtual time moves whenever the script says so
+
+    def adopt(self, sock: Socket) -> None:
+        self._sockets.add(sock)
+
+    def sockets(self) -> list[Socket]:
+        return list(self._sockets)
+
     def socket(self, family: int = 2, type: int = 1, proto: int = 0) -> Socket:
         sock = Socket(self, family, type, proto)  # type: ignore[arg-type]
         self._sockets.add(sock)

@@ -1,0 +1,49 @@
+"""What the socket layer needs from whatever drives a stack.
+
+:class:`usernet.Host` (a real runtime thread over links) and the drill runner's virtual host
+(a clock the script moves) both provide it; ``api/socket.py``, ``api/aio.py`` and ``api/ping.py``
+use nothing else of them. One lock guards the stack; socket calls hold it, act, then ``kick()``
+(send what they produced, re-arm timers) and wait on ``cond``, which the stack's handle events
+``notify()``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from usernet.api.socket import Socket
+    from usernet.stack.core import Stack
+
+
+class Runtime(Protocol):
+    stack: Stack
+
+    @property
+    def lock(self) -> threading.RLock: ...
+
+    @property
+    def cond(self) -> threading.Condition: ...
+
+    @property
+    def closed(self) -> bool:
+        """True once the runtime stops serving (closed, or stopping): blocking calls fail."""
+
+    @property
+    def running(self) -> bool:
+        """True while packets move (a Host that was never started is not running)."""
+
+    def kick(self) -> None:
+        """After a call changed state (lock held): transmit what it produced, re-arm timers."""
+
+    def notify(self) -> None:
+        """A handle changed (lock held): wake the threads waiting on ``cond``."""
+
+    def clock(self) -> float: ...
+
+    def adopt(self, sock: Socket) -> None:
+        """Track a socket made by accept() or dup(), so closing the runtime closes it."""
+
+    def sockets(self) -> Iterable[Socket]: ...
