@@ -31,6 +31,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("usernet.host")
 
 _MAX_BATCH = 256
+# Receive budget of one loop pass, as NAPI's: after this many frames or this long, the pass
+# transmits, runs due timers and lets socket calls take the lock before reading on. A sustained
+# flood then cannot starve timers, replies or applications.
+RX_BUDGET_FRAMES = 1024
+RX_BUDGET_SECONDS = 0.002
+RX_YIELD_SECONDS = 0.0002  # the pause between two passes that used up their budget
 _DEFAULT = object()  # create_connection's "use the default timeout"
 
 
@@ -201,6 +207,8 @@ class Host:
         stack = self.stack
         lock = self._lock
         link_failed = False
+        backlog = False  # the last pass ended on its budget: frames are waiting, do not sleep
+        self._rx_passes = 0
         try:
             while not self._stopping:
                 with lock:
@@ -209,11 +217,17 @@ class Host:
                     timeout = 1.0 if deadline is None else max(0.0, deadline - now)
                     if timeout > 1.0:
                         timeout = 1.0  # bounded so a lost wake-up can never stall the host for long
+                    if backlog:
+                        timeout = 0.0
                     self._armed = now + timeout
                     links = {link.fileno(): (iface, link) for iface, link in self._links}
                 if link_failed:
                     link_failed = False
                     time.sleep(0.1)
+                if backlog:
+                    # Python's locks are not fair: without a pause the loop would take the lock
+                    # straight back, and a socket call (or a timed-out wait) could starve behind it.
+                    time.sleep(RX_YIELD_SECONDS)
                 ready, _, _ = select.select([*links, wake_fd], (), (), timeout)
                 if self._stopping:
                     break
@@ -223,11 +237,22 @@ class Host:
                     except BlockingIOError:
                         pass
                 with lock:
-                    # Every ready frame first, then timers: one pass answers a whole burst. Every
-                    # link is read, ready or not: middleware releases frames it held back (delay,
-                    # rate) from recv_batch.
-                    for iface, link in links.values():
+                    # Ready frames first, then timers: one pass answers a whole burst, up to the
+                    # budget. Every link is read, ready or not: middleware releases frames it held
+                    # back (delay, rate) from recv_batch.
+                    budget = RX_BUDGET_FRAMES
+                    until = time.monotonic() + RX_BUDGET_SECONDS
+                    backlog = False
+                    order = list(links.values())
+                    if len(order) > 1:  # each pass starts at the next link: a flooded one cannot starve the rest
+                        rotate = self._rx_passes % len(order)
+                        order = order[rotate:] + order[:rotate]
+                    self._rx_passes += 1
+                    for iface, link in order:
                         while True:
+                            if budget <= 0 or time.monotonic() >= until:
+                                backlog = True
+                                break
                             try:
                                 frames = link.recv_batch(_MAX_BATCH)
                             except OSError as err:
@@ -244,8 +269,11 @@ class Host:
                             for frame, trusted in frames:
                                 receive(frame, now, trusted, iface)
                             iface.stats["rx_packets"] += len(frames)
+                            budget -= len(frames)
                             if len(frames) < _MAX_BATCH:
                                 break
+                    if backlog:
+                        stack.counters["host.rx_budget_exhausted"] += 1
                     self._flush()
         except Exception:
             log.exception("usernet runtime thread crashed")
