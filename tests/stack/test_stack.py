@@ -226,10 +226,11 @@ def test_reassembly_timeout_sends_time_exceeded() -> None:
 def test_reassembly_table_is_bounded() -> None:
     a, b, net = pair()
     limit = b.config.reassembly.max_datagrams
-    for ident in range(limit + 5):
-        b.receive(_fragments(bytes(1024), 512, ident=ident)[0], 1.0)
+    for ident in range(limit + 5):  # from as many sources: one source may hold only a share
+        src = A_IP + 100 + ident
+        b.receive(build_frame(src, B_IP, bytes(512), ident=ident, flags_frag=ipv4.FLAG_MF), 1.0)
     assert len(b.reassembler.datagrams) == limit
-    assert b.counters["ipv4.frag_table_full"] == 5
+    assert b.counters["ipv4.frag_table_full"] == 5  # the oldest five were evicted
 
 
 def test_icmp_errors_are_rate_limited() -> None:

@@ -24,6 +24,8 @@ class ArpMixin(StackBase):
         counters = self.counters
         packet = arp.parse(frame, offset)
         counters["arp.rx"] += 1
+        for watcher in self.arp_watchers:  # RFC 5227 conflict detection (DHCP client and server)
+            watcher(iface, packet.sender_ip, packet.sender_mac, packet.target_ip, packet.op)
         target = packet.target_ip
         # Weak end-system (as Linux's arp_ignore=0): answer for any of our addresses, except
         # loopback ones, on any Ethernet interface.
@@ -40,12 +42,23 @@ class ArpMixin(StackBase):
         if packet.sender_mac[0] & 1:
             counters["arp.bad_sender_mac"] += 1
             return
+        resolver = iface.neighbours
         if sender in self.local_addrs:
+            if packet.sender_mac == iface.mac:
+                return  # our own announcement, looped back
             counters["arp.address_conflict"] += 1
             log.warning("ARP: %s claims our address %s on %s", ethernet.format_mac(packet.sender_mac),
                         ipv4.ntoa(sender), iface.name)
+            if resolver is not None and not self.local_addrs[sender].is_loopback:
+                # RFC 5227 2.4 (b): defend the address with one announcement of our own, unless we
+                # already defended it within DEFEND_INTERVAL (then only record the conflict).
+                last = resolver.defended_at.get(sender)
+                if last is None or self._now - last >= resolver.config.defend_interval:
+                    resolver.defended_at[sender] = self._now
+                    counters["arp.defended"] += 1
+                    self._emit_l2(iface, ethernet.BROADCAST, ethernet.ETHERTYPE_ARP,
+                                  arp.build(arp.OP_REQUEST, iface.mac, sender, _ZERO_MAC, sender))
             return
-        resolver = iface.neighbours
         if resolver is None:
             return
         # RFC 826 merge: refresh an entry we have; create one only when the packet is for us.
@@ -67,6 +80,13 @@ class ArpMixin(StackBase):
         self.counters["arp.tx_request"] += 1
         self._emit_l2(iface, unicast_to or ethernet.BROADCAST, ethernet.ETHERTYPE_ARP,
                       arp.build(arp.OP_REQUEST, iface.mac, iface.source_for(ip), _ZERO_MAC, ip))
+
+    def send_arp_probe(self, iface: Interface, address: int) -> None:
+        """An RFC 5227 probe for *address*: a broadcast request with sender IP 0.0.0.0, so nobody's
+        cache learns anything; whoever holds the address answers (heard via ``arp_watchers``)."""
+        self._emit_l2(iface, ethernet.BROADCAST, ethernet.ETHERTYPE_ARP,
+                      arp.build(arp.OP_REQUEST, iface.mac, 0, _ZERO_MAC, address))
+        self.counters["arp.tx_probe"] += 1
 
     def _announce(self, iface: Interface, address: int) -> None:
         """Gratuitous ARP (RFC 5227 2.3 announcement): neighbours refresh stale entries for us."""

@@ -12,7 +12,7 @@ cannot be delivered. One resolver per interface: neighbours belong to a link.
 from __future__ import annotations
 
 import logging
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -33,15 +33,21 @@ class ArpConfig:
     max_entries: int = 1024
     max_pending_neighbours: int = 64
     max_queue_per_neighbour: int = 16
+    # A confirmed neighbour's MAC is not replaced by an ARP frame heard less than this after the
+    # last confirmation (Linux neigh locktime, 1 s: "prevents ARP cache thrashing" and a spoofed
+    # reply racing the real one). Unlike Linux, a gratuitous ARP does not bypass it.
+    locktime: float = 1.0
+    defend_interval: float = 10.0  # RFC 5227 DEFEND_INTERVAL: at most one defence of an address per 10 s
 
 
 class Neighbour:
-    __slots__ = ("mac", "confirmed", "probed")
+    __slots__ = ("mac", "confirmed", "probed", "probes")
 
     def __init__(self, mac: bytes, confirmed: float) -> None:
         self.mac = mac
         self.confirmed = confirmed
         self.probed = 0.0  # when we last re-probed while stale
+        self.probes = 0  # unicast polls since the last confirmation
 
 
 class Pending:
@@ -58,15 +64,20 @@ class Pending:
 class NeighbourCache:
     def __init__(self, config: ArpConfig | None = None) -> None:
         self.config = config or ArpConfig()
-        self.entries: dict[int, Neighbour] = {}
+        # Least recently used first: a lookup or an update moves an entry to the end, so a full
+        # cache evicts the front in O(1) instead of scanning every entry for the oldest.
+        self.entries: OrderedDict[int, Neighbour] = OrderedDict()
         self.pending: dict[int, Pending] = {}
 
     def lookup(self, ip: int, now: float) -> Neighbour | None:
         entry = self.entries.get(ip)
-        if entry is not None and now - entry.confirmed > self.config.reachable_time + self.config.stale_time:
+        if entry is None:
+            return None
+        if now - entry.confirmed > self.config.reachable_time + self.config.stale_time:
             del self.entries[ip]
             log.debug("ARP: %s expired (stale for %.0f s)", ntoa(ip), self.config.stale_time)
             return None
+        self.entries.move_to_end(ip)
         return entry
 
     def is_stale(self, entry: Neighbour, now: float) -> bool:
@@ -79,9 +90,10 @@ class NeighbourCache:
         pending = self.pending.pop(ip, None)
         if entry is not None:
             if entry.mac != mac:
-                log.info("ARP: %s moved from %s to %s", ntoa(ip), entry.mac.hex(":"), mac.hex(":"))
+                log.debug("ARP: %s moved from %s to %s", ntoa(ip), entry.mac.hex(":"), mac.hex(":"))
             entry.mac = mac
             entry.confirmed = now
+            self.entries.move_to_end(ip)
         elif create or pending is not None:
             if len(self.entries) >= self.config.max_entries:
                 self._evict_oldest()
@@ -92,8 +104,7 @@ class NeighbourCache:
         return pending
 
     def _evict_oldest(self) -> None:
-        oldest = min(self.entries, key=lambda ip: self.entries[ip].confirmed)
-        del self.entries[oldest]
+        oldest, _ = self.entries.popitem(last=False)  # the least recently used
         log.debug("ARP: cache full, %s evicted", ntoa(oldest))
 
     def next_deadline(self) -> float | None:
@@ -111,6 +122,7 @@ class NeighbourResolver:
         self.counters = counters
         self.solicit = solicit
         self.unreachable = unreachable
+        self.defended_at: dict[int, float] = {}  # our address -> when we last defended it (RFC 5227 2.4)
 
     def resolve(self, next_hop: int, packet: Any, now: float) -> bytes | None:
         """The link address of *next_hop*; or None, having queued *packet* until it is known."""
@@ -118,7 +130,16 @@ class NeighbourResolver:
         entry = cache.lookup(next_hop, now)
         if entry is not None:
             if cache.is_stale(entry, now) and now - entry.probed >= self.config.retry_interval:
+                if entry.probed > entry.confirmed and entry.probes >= self.config.retries:
+                    # Unicast polls went unanswered (RFC 1122 2.3.2.1): the MAC is wrong or gone.
+                    # Forget it and resolve again by broadcast, as Linux's NUD_PROBE -> FAILED does.
+                    del cache.entries[next_hop]
+                    self.counters["arp.probe_failed"] += 1
+                    return self.resolve(next_hop, packet, now)
+                if entry.probed <= entry.confirmed:
+                    entry.probes = 0
                 entry.probed = now
+                entry.probes += 1
                 self.solicit(next_hop, entry.mac)  # RFC 1122 2.3.2.1: a unicast poll, the entry still used
             return entry.mac
         pending = cache.pending.get(next_hop)
@@ -144,7 +165,21 @@ class NeighbourResolver:
         return entry.mac
 
     def confirm(self, ip: int, mac: bytes, now: float, create: bool) -> list[Any]:
-        """*ip* is at *mac*; returns the packets that waited for it."""
+        """*ip* is at *mac*; returns the packets that waited for it. A different MAC for a
+        neighbour confirmed less than `locktime` ago is ignored (Linux neigh_update without
+        NEIGH_UPDATE_F_OVERRIDE); a reachable neighbour's MAC that does change is logged and
+        counted, since it is either a new card or someone taking the address over."""
+        entry = self.cache.entries.get(ip)
+        if entry is not None and entry.mac != mac:
+            if now - entry.confirmed < self.config.locktime:
+                self.counters["arp.locktime_ignored"] += 1
+                log.info("ARP: %s claimed by %s within the lock time of %s: ignored", ntoa(ip), mac.hex(":"),
+                         entry.mac.hex(":"))
+                return []
+            if not self.cache.is_stale(entry, now):
+                self.counters["arp.mac_changed"] += 1
+                log.warning("ARP: reachable neighbour %s changed from %s to %s", ntoa(ip), entry.mac.hex(":"),
+                            mac.hex(":"))
         pending = self.cache.update(ip, mac, now, create)
         return list(pending.queue) if pending is not None else []
 

@@ -28,7 +28,15 @@ class TcpConfig:
     window_scaling: bool = True       # RFC 7323
     sack: bool = True                 # RFC 2018
     dsack: bool = True                # RFC 2883 D-SACK when SACK is on (on in Linux, tcp_dsack=1, and FreeBSD)
-    challenge_ack_limit: int = 1000   # RFC 5961 10: challenge ACKs per second
+    challenge_ack_limit: int = 1000   # RFC 5961 10: host-wide challenge ACKs per second, on average: each
+    #                                   second's budget is drawn uniformly from [limit/2, 3*limit/2) (Linux
+    #                                   tcp_send_challenge_ack since CVE-2016-5696), so it cannot be counted
+    invalid_ratelimit: float = 0.5    # Linux tcp_invalid_ratelimit (500 ms): per connection, at most one ACK
+    #                                   per interval answers a non-data segment that is unacceptable (out of
+    #                                   window, PAWS, ACK of unsent data) and at most one challenge ACK
+    mem_limit: int = 96 << 20         # host-wide bytes in socket buffers (send + receive + out of order):
+    #                                   Linux tcp_mem[2] of a 1 GB host (tcp_init_mem: free pages / 16 * 1.5);
+    #                                   pressure begins at 2/3 of it (tcp_mem[1])
     syn_backlog: int = 256            # half-open connections per listener before SYN cookies
     syn_cookies: bool = True          # RFC 4987 3.6 (Linux tcp_syncookies=1)
     max_ooo_segments: int = 4096      # out-of-order pieces kept (bytes are bounded by the window)

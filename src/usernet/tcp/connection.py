@@ -22,7 +22,7 @@ from usernet.wire import tcp as tcpwire
 from usernet.wire.tcp import ACK, FIN, PSH, RST, SYN, TcpSegment
 
 if TYPE_CHECKING:
-    from usernet.tcp.layer import TcpLayer
+    from usernet.tcp.context import TcpContext
 
 log = logging.getLogger("usernet.tcp")
 
@@ -85,7 +85,7 @@ def _subtract(pieces: list[tuple[int, int]], lo: int, hi: int) -> list[tuple[int
 class TcpConnection:
     """A connection's control block (RFC 9293 3.3.1) and its handle for the socket layer."""
 
-    def __init__(self, layer: TcpLayer, local: tuple[int, int], remote: tuple[int, int], iss: int,
+    def __init__(self, layer: TcpContext, local: tuple[int, int], remote: tuple[int, int], iss: int,
                  config: TcpConfig, now: float, mss_limit: int) -> None:
         self.layer = layer
         self.config = config
@@ -181,7 +181,10 @@ class TcpConnection:
         self.user_closed = False          # close() called: the socket is gone, data still drains
         self.accepted = False
         self.created = now
-        self.challenge_acks: list[float] = []
+        self.last_oow_ack_at: float | None = None  # Linux tp->last_oow_ack_time (see _oow_rate_limited)
+        self.mem_charged = 0              # buffer bytes charged to the memory pool for us
+        self.mem_released = False         # forgotten by the layer: nothing is charged any more
+        self.rcv_nomem = False            # data was dropped for lack of memory: advertise a zero window
 
     # ================================================================= handle API (socket layer)
 
@@ -195,7 +198,35 @@ class TcpConnection:
 
     @property
     def send_space(self) -> int:
-        return max(0, self.sndbuf - len(self.send_buf))
+        """What send() would take now: SO_SNDBUF's room, within the host's buffer memory."""
+        space = self.sndbuf - len(self.send_buf)
+        if space <= 0:
+            return 0
+        return min(space, self.layer.memory.room(self.mem_charged))
+
+    # ----------------------------------------------------------------- buffer memory accounting
+
+    def _mem_held(self) -> int:
+        return len(self.send_buf) + len(self.rcv_buf) + self.ooo.bytes + len(self.syn_text)
+
+    def recharge(self) -> None:
+        """Bring layer.mem_used up to date with what our buffers hold (after a segment, a
+        send, a read): the host-wide bound of `TcpConfig.mem_limit`."""
+        if self.mem_released:
+            return
+        held = self._mem_held()
+        delta = held - self.mem_charged
+        if delta:
+            self.mem_charged = held
+            self.layer.memory.changed(delta)
+
+    def release_memory(self) -> None:
+        """The layer forgets us (closed): our buffers no longer count against the host's."""
+        if not self.mem_released:
+            self.mem_released = True
+            charged, self.mem_charged = self.mem_charged, 0
+            if charged:
+                self.layer.memory.changed(-charged)
 
     @property
     def writable(self) -> bool:
@@ -216,11 +247,17 @@ class TcpConnection:
         if self.fin_queued or self.state not in (_CAN_SEND | {SYN_SENT, SYN_RECEIVED}):
             raise os_error(errno.EPIPE)
         room = self.send_space
+        if room < min(len(data), self.sndbuf - len(self.send_buf)):
+            # Held back by host memory, not by SO_SNDBUF: wake us when memory frees (Linux
+            # sk_stream_wait_memory), the send returns what fitted, perhaps nothing.
+            self.layer.memory.waiters.add(self)
+            self.layer.counters["send_mem_limited"] += 1
         if room <= 0:
             return 0
         view = memoryview(data)
         taken = view[:room]
         self.send_buf += taken
+        self.recharge()
         self.layer.mark_dirty(self)
         return len(taken)
 
@@ -229,6 +266,7 @@ class TcpConnection:
         if self.rcv_buf:
             data = bytes(self.rcv_buf[:maximum])
             del self.rcv_buf[:maximum]
+            self.recharge()
             self._window_opened()
             return data
         if self.error is not None:
@@ -271,6 +309,7 @@ class TcpConnection:
             self.layer.counters["resets_sent"] += 1
             self._emit(self.snd_max, RST | ACK, b"")
         self.send_buf.clear()
+        self.recharge()
         self.user_closed = True
         self._enter_closed()
 
@@ -325,7 +364,7 @@ class TcpConnection:
         """RFC 9293 3.10.7.2: text (and a FIN) on a SYN "should be queued for processing later":
         kept, within the window the SYN-ACK offers, and delivered once ESTABLISHED."""
         if syn.payload:
-            self.syn_text = bytes(syn.payload[:min(self.rcvbuf, 0xFFFF)])
+            self.syn_text = bytes(syn.payload[:min(self.rcvbuf, 0xFFFF, self.layer.memory.room(0))])
             self.syn_fin = bool(syn.flags & FIN) and len(self.syn_text) == len(syn.payload)
         elif syn.flags & FIN:
             self.syn_fin = True
@@ -500,7 +539,8 @@ class TcpConnection:
                 counters["paws_rejected"] += 1
                 if seq < self.rcv_nxt:
                     self._note_duplicate(seq, seq + len(data))
-                self._send_ack(now)
+                if not self._oow_rate_limited(now, seg_len, flags):
+                    self._send_ack(now)
                 return
 
         # First: sequence number check.
@@ -520,7 +560,8 @@ class TcpConnection:
                 counters["out_of_window"] += 1
                 if seq < self.rcv_nxt:
                     self._note_duplicate(seq, seq + len(data))  # RFC 2883 4.1.1: an old duplicate
-                self._send_ack(now)  # RFC 9293: an unacceptable segment gets an ACK (not for RST)
+                if not self._oow_rate_limited(now, seg_len, flags):
+                    self._send_ack(now)  # RFC 9293: an unacceptable segment gets an ACK (not for RST)
             return
 
         # Second: RST (RFC 5961 3.2).
@@ -572,7 +613,8 @@ class TcpConnection:
         # RFC 5961 5.2: ACK must lie in [snd_una - max_snd_wnd, snd_nxt].
         if ack > self.snd_max:
             counters["ack_too_new"] += 1
-            self._send_ack(now)
+            if not self._oow_rate_limited(now, seg_len, flags):
+                self._send_ack(now)  # RFC 5961 5.2: "send an ACK", at most one per interval
             return
         if ack < self.snd_una - max(self.max_snd_wnd, 1):
             counters["ack_too_old"] += 1
@@ -615,14 +657,43 @@ class TcpConnection:
         else:  # CLOSING, LAST-ACK, TIME-WAIT
             self._enter_closed()
 
+    def _oow_rate_limited(self, now: float, seg_len: int, flags: int) -> bool:
+        """Whether the ACK answering an unacceptable segment must be skipped: Linux's
+        tcp_oow_rate_limited (commit f2b2c582e824, "mitigate ACK loops"), at most one such ACK per
+        tcp_invalid_ratelimit per connection. Segments that occupy sequence space (data, FIN)
+        without SYN are exempt: they are no part of an ACK loop, and their duplicates need an
+        immediate ACK (and D-SACK) for loss recovery. Two hosts desynchronised by one spoofed
+        segment would otherwise answer each other's pure ACKs for ever."""
+        if seg_len and not flags & SYN:
+            return False
+        if self._oow_budget_spent(now):
+            self.layer.counters["invalid_ack_ratelimited"] += 1
+            return True
+        return False
+
+    def _oow_budget_spent(self, now: float) -> bool:
+        """Linux __tcp_oow_rate_limited: true when the last such ACK of this connection went
+        less than `invalid_ratelimit` ago; else the time is recorded."""
+        last = self.last_oow_ack_at
+        if last is not None and 0 <= now - last < self.config.invalid_ratelimit:
+            return True
+        self.last_oow_ack_at = now
+        return False
+
     def _challenge_ack(self, now: float) -> None:
-        """RFC 5961 7: rate-limited challenge ACK."""
-        window = [t for t in self.layer.challenge_times if now - t < 1.0]
-        self.layer.challenge_times = window
-        if len(window) >= self.config.challenge_ack_limit:
+        """RFC 5961 7: a rate-limited challenge ACK. First the connection's own limit (one per
+        `invalid_ratelimit`, shared with the ACKs of unacceptable segments, as Linux's
+        tcp_send_challenge_ack), then a host-wide budget drawn at random each second from
+        [limit/2, 3*limit/2) (Linux since CVE-2016-5696, commit 75ff39ccc1bd): with one exact
+        budget, an off-path attacker who counts the challenge ACKs it draws on its own connection
+        sees the ones spent on a connection it probes blindly, and so learns when a guessed
+        4-tuple and sequence number are right."""
+        if self._oow_budget_spent(now):
+            self.layer.counters["challenge_ack_ratelimited"] += 1
+            return
+        if not self.layer.challenge.allow(now):
             self.layer.counters["challenge_ack_limited"] += 1
             return
-        window.append(now)
         self.layer.counters["challenge_acks"] += 1
         self._send_ack(now)
 
@@ -882,6 +953,13 @@ class TcpConnection:
             seq = rcv_nxt
         if seq + len(data) > right:
             data = data[:max(0, right - seq)]
+        if data and self.layer.memory.exhausted_by(self._mem_held() - self.mem_charged + len(data)) \
+                and not self.mem_released:
+            # The host's buffer memory is exhausted (tcp_mem[2]): drop even in-window data, as
+            # Linux does when tcp_try_rmem_schedule fails (TCPRcvQDrop); the peer retransmits.
+            self.layer.counters["rcv_mem_dropped"] += 1
+            self.rcv_nomem = True
+            data = data[:0]
         if not data:
             self.ack_now = True
             self.layer.mark_dirty(self)
@@ -966,6 +1044,10 @@ class TcpConnection:
             # The peer's FIN is in: it sends no more data, so a wider window tells it nothing, and
             # after the close completes it would answer our ACK with a RST.
             return
+        if self.rcv_nomem:
+            self.ack_now = True  # we advertised zero for lack of memory: the read may have freed it
+            self.layer.mark_dirty(self)
+            return
         current = max(0, self.rcv_adv - self.rcv_nxt)
         if 2 * current > min(self.rcvbuf, 0xFFFF << self.rcv_wscale):
             return
@@ -976,7 +1058,15 @@ class TcpConnection:
 
     def _window_to_offer(self) -> int:
         """The window the next segment will advertise, in bytes (what :meth:`_advertise` sends)."""
-        space = max(0, min(self.rcvbuf - len(self.rcv_buf) - self.ooo.bytes, 0xFFFF << self.rcv_wscale))
+        if self.rcv_nomem:
+            # Out of host memory: say so with a zero window until an MSS fits again (Linux 6.5,
+            # "send zero-window ACK when no memory", ICSK_ACK_NOMEM). The right edge already
+            # offered stays acceptable (rcv_adv is kept), as RFC 9293 3.8.6.2.2 asks.
+            if self.layer.memory.room(self.mem_charged) < self.mss:
+                return 0
+            self.rcv_nomem = False
+        space = max(0, min(self.rcvbuf - len(self.rcv_buf) - self.ooo.bytes, 0xFFFF << self.rcv_wscale,
+                           self.layer.memory.room(self.mem_charged)))  # under memory pressure, less
         current = self.rcv_adv - self.rcv_nxt
         if space - current >= min(self.rcvbuf // 2, self.mss) or space > current and current < self.mss:
             current = space

@@ -19,6 +19,7 @@ from usernet.errors import os_error
 from usernet.tcp import syncookies
 from usernet.tcp.config import TcpConfig
 from usernet.tcp.connection import CLOSED, LISTEN, SYN_RECEIVED, TIME_WAIT, TcpConnection
+from usernet.tcp.context import ChallengeLimiter, MemoryPool
 from usernet.tcp.seq import unwrap
 from usernet.wire import tcp as tcpwire
 from usernet.wire.errors import ParseError
@@ -108,7 +109,10 @@ class TcpLayer:
         self._timers: list[tuple[float, int, TcpConnection]] = []
         self._timer_tiebreak = itertools.count()
         self.counters: defaultdict[str, int] = defaultdict(int)
-        self.challenge_times: list[float] = []
+        self.challenge = ChallengeLimiter(rng, self.config)  # RFC 5961 7, host-wide
+        # Host-wide socket buffer memory (Linux tcp_memory_allocated against tcp_mem): the bytes
+        # every connection holds in its send, receive and out-of-order buffers.
+        self.memory = MemoryPool(self.config, lambda: len(self.connections))  # tcp_mem
         self.now = 0.0
         self._isn_key = rng.getrandbits(128).to_bytes(16, "big")  # RFC 6528 secret
         self.cookie_ts_offset = rng.getrandbits(32)
@@ -134,6 +138,7 @@ class TcpLayer:
                 counters["time_wait_reused"] += 1
             else:
                 conn.on_segment(seg, now)
+                conn.recharge()
                 self.poll_connection(conn, now)
                 self.schedule(conn)
                 return
@@ -197,6 +202,7 @@ class TcpLayer:
         self.connections[(dst, seg.dport, src, seg.sport)] = conn
         self.counters["passive_opens"] += 1
         conn.start_passive(seg, now)
+        conn.recharge()
         self.schedule(conn)
 
     # ----------------------------------------------------------------- SYN cookies (RFC 4987)
@@ -258,6 +264,7 @@ class TcpLayer:
         self.established(conn)
         if len(seg.payload) or seg.flags & FIN:
             conn.on_segment(seg, now)
+            conn.recharge()
         self.schedule(conn)
         return True
 
@@ -401,10 +408,17 @@ class TcpLayer:
         if self.connections.get(key) is conn:
             del self.connections[key]
         self.dirty.discard(conn)
+        self.memory.waiters.discard(conn)
+        conn.release_memory()
         conn.timer_at = None  # its heap entries go stale
         listener = conn.listener
         if listener is not None:
             listener.half_open.discard(conn)  # type: ignore[attr-defined]
+
+    @property
+    def mem_used(self) -> int:
+        """Buffer bytes charged by every connection (the memory pool's count)."""
+        return self.memory.used
 
     # ----------------------------------------------------------------- the socket layer's side
 
