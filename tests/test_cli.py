@@ -43,7 +43,8 @@ def test_demo_runs_without_root_or_devices() -> None:
     assert "counters: bob" in result.stdout
 
 
-def test_dhcp_flag_says_it_is_not_available_yet() -> None:
-    result = run("up", "--iface", "lo", "--dhcp")
+def test_dhcp_flag_needs_ethernet() -> None:
+    result = run("up", "--tun", "tun-x", "--dhcp")
+    assert "DHCP needs Ethernet" in result.stderr
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

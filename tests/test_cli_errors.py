@@ -51,7 +51,10 @@ BAD_INPUT = [
                                                                 "--serve echo:7"),
     (["up", *LO, "--serve", "echo:70000"], "--serve echo:70000: expected echo:PORT"),
     (["up", *LO, "--serve", "http:80"], "unknown service 'http'"),
-    (["up", *LO, "--dhcp"], "--dhcp: the DHCP client is not implemented yet"),
+    (["up", "--tun", "tun-x", "--dhcp"], "--tun tun-x: DHCP needs Ethernet (--iface or --tap)"),
+    (["up", *LO, "--dhcp", "--gateway", "10.0.0.1"], "--gateway 10.0.0.1: DHCP gives the router; not with --dhcp"),
+    (["dhcp", "--tun", "tun-x"], "--tun tun-x: DHCP needs Ethernet"),
+    (["up", *LO, "--serve", "dhcp-server:10.0.0.9-10.0.0.1"], "--serve dhcp-server:10.0.0.9-10.0.0.1: "),
     (["up", *LO, "-x"], "-x: only with --trace"),
     (["up", *LO, "-S"], "-S: only with --trace"),
     (["up", *LO, "--pcap-fix-checksums"], "--pcap-fix-checksums: only with --pcap"),
@@ -62,7 +65,10 @@ BAD_INPUT = [
     (["ping", *LO, "-s", "-1", "10.0.0.1"], "-s -1: out of range"),
     (["ping", *LO, "-c", "0", "10.0.0.1"], "-c: must be at least 1"),
     (["ping", *LO, "-i", "0", "10.0.0.1"], "-i: must be positive"),
-    (["ping", *LO, "example.com"], "example.com: not an IPv4 address (host names are not resolved yet)"),
+    (["ping", *LO, "example.com"], "example.com: a host name needs a resolver: give --dns IP (or --hosts FILE)"),
+    (["ping", *LO, "--dns", "resolver", "10.0.0.1"], "--dns resolver: not an IPv4 address"),
+    (["ping", *LO, "--hosts", "/nonexistent-usernet-dir/hosts", "10.0.0.1"], "--hosts /nonexistent-usernet-dir/"),
+    (["ping", *LO, "--dns", "10.0.0.53", "bad..name"], "bad..name: not a host name"),
     (["ping", *LO, "224.0.0.1"], "not a unicast address"),
     (["ping", *LO, "-c", "x", "10.0.0.1"], "invalid int value"),
     # nc
@@ -71,7 +77,18 @@ BAD_INPUT = [
     (["nc", *LO, "10.0.0.1", "0"], "port 0: out of range"),
     (["nc", "-l", *LO, "99999"], "port 99999: out of range"),
     (["nc", "-l", *LO, "10.0.0.1", "80"], "give only the port"),
-    (["nc", *LO, "example.com", "80"], "example.com: not an IPv4 address"),
+    (["nc", *LO, "example.com", "80"], "example.com: a host name needs a resolver"),
+    # resolve and ntp
+    (["resolve", *LO, "example.com"], "resolve: give --server IP or --dns IP"),
+    (["resolve", *LO, "--server", "ns1", "example.com"], "--server ns1: not an IPv4 address"),
+    (["resolve", *LO, "--server", "10.0.0.53", "--type", "MX", "example.com"], "invalid choice"),
+    (["resolve", *LO, "--server", "10.0.0.53", "a..b"], "a..b: not a host name"),
+    (["ntp", *LO, "-n", "0", "10.0.0.1"], "-n: must be at least 1"),
+    (["ntp", *LO, "pool.ntp.org"], "pool.ntp.org: a host name needs a resolver"),
+    (["up", *LO, "--serve", "dns:99999"], "expected dns:PORT with PORT 1..65535"),
+    (["up", *LO, "--serve", "dns:53,record=www"], "record=www: expected record=NAME=IP"),
+    (["up", *LO, "--serve", "ntp:123,stratum=0"], "expected stratum=N with N 1..16"),
+    (["up", *LO, "--serve", "ntp:123", "--serve", "ntp:123"], "port 123 is already taken"),
     (["nc", *LO, "10.0.0.1"], "nc HOST PORT"),
     (["nc", *LO, "-l", "-u", "-i", "0", "9000"], "-i: must be positive"),
     (["nc", *LO, "-w", "-1", "10.0.0.1", "80"], "-w: must be positive"),
@@ -116,7 +133,7 @@ def test_broken_pipe_on_stdout_is_a_quiet_exit(argv: list[str]) -> None:
 
 def test_help_says_what_is_not_there_and_where_the_trace_goes() -> None:
     text = " ".join(run("up", "--help").stdout.split())
-    assert "get the address by DHCP (not implemented yet)" in text
+    assert "get the address, router and DNS servers by DHCP" in text
     assert "to stderr" in text.split("--trace", 1)[1].split("-S ", 1)[0]
     for flag in ("-S ", "-x ", "--pcap-fix-checksums", "--log-level"):
         assert flag in text

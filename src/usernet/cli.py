@@ -125,13 +125,16 @@ def _add_link_options(parser: argparse.ArgumentParser, addr_default: str | None 
     parser.add_argument("--impair", metavar="SPEC",
                         help="fault injection: loss=P,dup=P,reorder=P,corrupt=P,delay=MS,rate=MBPS")
     parser.add_argument("--seed", type=int, metavar="N", help="seed for every random choice (reproducible runs)")
+    parser.add_argument("--dns", action="append", metavar="IP",
+                        help="a DNS server for names given to this command (repeatable, asked in order)")
+    parser.add_argument("--hosts", metavar="FILE", help="an /etc/hosts-format file of names, read before DNS")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="more detail: logging at info (-vv debug) unless --log-level is given, and in --trace")
     _add_common_options(parser)
 
 
 def _ipv4_literal(text: str, what: str = "") -> int:
-    """A dotted quad, or localhost (the loopback); other names are refused until the DNS client lands."""
+    """A dotted quad, or localhost (the loopback)."""
     from usernet.wire import ipv4
 
     label = f"{what} {text}" if what else text
@@ -140,12 +143,24 @@ def _ipv4_literal(text: str, what: str = "") -> int:
     try:
         return ipv4.addr(text)
     except ValueError:
-        raise UsageError(f"{label}: not an IPv4 address (host names are not resolved yet)") from None
+        raise UsageError(f"{label}: not an IPv4 address") from None
 
 
-def _destination(text: str) -> str:
+def _destination(text: str, args: argparse.Namespace | None = None) -> str:
+    """A destination address; a host name is kept as it is (resolved by _resolve_destination once the
+    host runs) when there is a resolver to ask: --dns, --hosts (or, with --dhcp, the servers DHCP gives)."""
     from usernet.wire import ipv4
 
+    if args is not None and not _is_literal(text):
+        if _names_resolvable(args):
+            try:
+                from usernet.wire import dns
+
+                dns.encode_name(text)
+            except ValueError as err:
+                raise UsageError(f"{text}: not a host name ({err})") from None
+            return text
+        raise UsageError(f"{text}: a host name needs a resolver: give --dns IP (or --hosts FILE)")
     value = _ipv4_literal(text)
     if value >> 24 == 0 or ipv4.is_multicast(value) or value >> 28 == 0xF:
         raise UsageError(f"{text}: not a unicast address usernet can reach")
@@ -188,6 +203,7 @@ def _check_link_args(args: argparse.Namespace) -> None:
     from usernet.links.impair import parse_impair_spec
     from usernet.wire import ethernet, ipv4
 
+    _check_name_args(args)
     if args.impair:
         try:
             parse_impair_spec(args.impair)
@@ -195,9 +211,11 @@ def _check_link_args(args: argparse.Namespace) -> None:
             raise UsageError(f"--impair: {err}") from None
     if args.mtu is not None and not 68 <= args.mtu <= 65535:
         raise UsageError(f"--mtu {args.mtu}: out of range 68..65535")
-    if args.addr is None:
+    if getattr(args, "dhcp", False):
+        _check_dhcp_args(args)  # the address and the router come from DHCP
+    elif args.addr is None:
         raise UsageError("give --addr A/P")
-    address, prefix = _check_addr(args.addr)
+    address, prefix = (0, 0) if getattr(args, "dhcp", False) else _check_addr(args.addr)
     if args.gateway is not None:
         gateway = _ipv4_literal(args.gateway, "--gateway")
         if args.tun:
@@ -281,8 +299,8 @@ def _check_link(args: argparse.Namespace, link: Any) -> None:
         if args.mtu > limit:
             hint = f"raise it first: ip link set {link.name} mtu {args.mtu}" if args.iface else "the kernel refused it"
             raise UsageError(f"--mtu {args.mtu}: larger than {link.name}'s MTU {limit} ({hint})")
-    ours = args.addr.partition("/")[0]
-    for held in _kernel_addresses(link.name):
+    ours = "" if getattr(args, "dhcp", False) else args.addr.partition("/")[0]
+    for held in _kernel_addresses(link.name) if ours else []:
         if held.partition("/")[0] == ours:
             print(f"usernet: warning: the kernel also holds {ours} on {link.name} and will answer for it too "
                   f"(ip addr del {held} dev {link.name})", file=sys.stderr, flush=True)
@@ -298,7 +316,8 @@ def _host_options(args: argparse.Namespace) -> dict[str, Any]:
     if args.pcap and args.pcap_fix_checksums:
         pcap = {"path": args.pcap, "fix_checksums": True}
     return {"addr": args.addr, "gateway": args.gateway, "mtu": args.mtu, "mac": args.mac, "pcap": pcap,
-            "trace": trace, "impair": args.impair, "seed": args.seed, "forward": getattr(args, "forward", False)}
+            "trace": trace, "impair": args.impair, "seed": args.seed, "forward": getattr(args, "forward", False),
+            **_name_options(args)}
 
 
 _LINK_KINDS = ("iface", "tap", "tun")
@@ -385,7 +404,7 @@ def _make_host(args: argparse.Namespace) -> Any:
     link = _open_link(args)
     try:
         _check_link(args, link)
-        return Host(link, **_host_options(args))
+        return Host(link, **_host_options(args), **_dhcp_host_options(args))
     except ValueError as err:
         link.close()
         raise UsageError(str(err)) from None
@@ -454,16 +473,21 @@ def _print_host_state(host: Any) -> None:
 def cmd_up(args: argparse.Namespace) -> int:
     from usernet.apps.services import serve_simple
 
-    if args.dhcp:
-        raise UsageError("--dhcp: the DHCP client is not implemented yet; give --addr A/P")
-    services = _parse_services(args.serve or [])
+    dhcp_servers = _parse_dhcp_server_specs([s for s in args.serve or [] if s.startswith("dhcp-server:")])
+    name_services = _parse_name_services([s for s in args.serve or [] if s.startswith(("dns:", "ntp:"))])
+    services = _parse_services([s for s in args.serve or [] if not s.startswith(("dhcp-server:", "dns:", "ntp:"))])
     host = _make_host(args)
     try:
         _add_links_and_routes(args, host)
     except BaseException:
         host.close()
         raise
+    dhcp_lines = _start_dhcp_client(host)  # --dhcp: blocks until a lease; one line and exit 1 without
+    if dhcp_lines is None:
+        return 1
     with host:
+        _start_dhcp_servers(host, dhcp_servers)
+        _start_name_services(host, name_services)
         for spec, kind, port in services:
             try:
                 serve_simple(host, kind, port)
@@ -475,6 +499,8 @@ def cmd_up(args: argparse.Namespace) -> int:
                   + (f" serving {' '.join(spec for spec, _, _ in services)}" if services else ""), flush=True)
             while True:
                 got = signals.wait(0.5)
+                while dhcp_lines:  # one line per lease change (up --dhcp)
+                    print(dhcp_lines.pop(0), flush=True)
                 if signal.SIGUSR1 in got:
                     _print_host_state(host)
                     _print_counters(host)
@@ -499,7 +525,7 @@ def cmd_ping(args: argparse.Namespace) -> int:
     from usernet.api.ping import ping
     from usernet.wire import ipv4
 
-    destination = _destination(args.destination)
+    destination = name = _destination(args.destination, args)
     if args.count is not None and args.count < 1:
         raise UsageError("-c: must be at least 1")
     if args.interval <= 0:
@@ -531,6 +557,7 @@ def cmd_ping(args: argparse.Namespace) -> int:
             print(f"ping: sendmsg: {info['error']}", flush=True)
 
     with host:
+        destination = _resolve_destination(host, destination, "ping")
         try:
             with host._lock:
                 host.stack.next_hop(ipv4.addr(destination))
@@ -540,7 +567,7 @@ def cmd_ping(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 1
         with _Signals(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
-            print(f"PING {destination} ({destination}) {size}({size + 28}) bytes of data.", flush=True)
+            print(f"PING {name} ({destination}) {size}({size + 28}) bytes of data.", flush=True)
             started = time.monotonic()
             rtts = ping(host, destination, count=count, interval=args.interval, size=size, timeout=args.wait,
                         on_reply=on_reply, should_stop=lambda: bool(signals.received))
@@ -668,7 +695,7 @@ def cmd_nc(args: argparse.Namespace) -> int:
     else:
         if args.port is None:
             raise UsageError("nc HOST PORT (or nc -l PORT)")
-        peer = (_destination(args.port_or_host), _port(args.port))
+        peer = (_destination(args.port_or_host, args), _port(args.port))
         port = 0
     if args.timeout <= 0:
         raise UsageError("-w: must be positive")
@@ -676,6 +703,8 @@ def cmd_nc(args: argparse.Namespace) -> int:
         raise UsageError("-i: must be positive")
     host = _make_host(args)
     with host, _Signals(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        if peer is not None:
+            peer = (_resolve_destination(host, peer[0], "nc"), peer[1])
         return _nc_session(host, args, peer, port, signals)
 
 
@@ -826,6 +855,277 @@ def cmd_drill(args: argparse.Namespace) -> int:
     return 0 if failed == 0 else 1
 
 
+# ----------------------------------------------------------------- dhcp (client: up --dhcp, usernet dhcp; server)
+
+def _check_dhcp_args(args: argparse.Namespace) -> None:
+    if args.tun:
+        raise UsageError(f"--tun {args.tun}: DHCP needs Ethernet (--iface or --tap)")
+    if args.gateway is not None:
+        raise UsageError(f"--gateway {args.gateway}: DHCP gives the router; not with --dhcp")
+    timeout = getattr(args, "dhcp_timeout", None)
+    if timeout is not None and timeout < 0:
+        raise UsageError(f"--timeout {timeout:g}: must not be negative")
+
+
+def _dhcp_host_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Host(dhcp=...) for --dhcp and `usernet dhcp`."""
+    if not getattr(args, "dhcp", False):
+        return {}
+    timeout = getattr(args, "dhcp_timeout", None)
+    options: dict[str, Any] = {"timeout": None if not timeout else timeout,
+                               "release": not getattr(args, "keep", False)}
+    if getattr(args, "hostname", None):
+        options["hostname"] = args.hostname
+    return {"dhcp": options}
+
+
+def _start_dhcp_client(host: Any) -> list[str] | None:
+    """Start *host*; with --dhcp that blocks until a lease. Returns the list that collects one line
+    per later lease change, or None (one line said) when no lease came."""
+    from usernet.api.dhcp import summary
+
+    try:
+        host.start()
+    except TimeoutError as err:
+        print(f"usernet: {err.strerror or err}", file=sys.stderr, flush=True)
+        return None
+    lines: list[str] = []
+    if host.dhcp_client is not None:
+        with host.lock:
+            host.dhcp_client.on_change.append(lambda lease, what: lines.append(summary(lease, what)))
+    return lines
+
+
+def _parse_dhcp_server_specs(specs: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
+    from usernet.apps.dhcp import parse_server_spec
+
+    if len(specs) > 1:
+        raise UsageError(f"--serve {specs[1]}: one DHCP server a host")
+    parsed = []
+    for spec in specs:
+        try:
+            parsed.append((spec, parse_server_spec(spec)))
+        except ValueError as err:
+            raise UsageError(f"--serve {spec}: {err}") from None
+    return parsed
+
+
+def _start_dhcp_servers(host: Any, specs: list[tuple[str, dict[str, Any]]]) -> None:
+    from usernet.apps.dhcp import serve_dhcp
+
+    for spec, options in specs:
+        try:
+            serve_dhcp(host, options)
+        except (OSError, ValueError) as err:
+            raise UsageError(f"--serve {spec}: {getattr(err, 'strerror', None) or err}") from None
+
+
+def cmd_dhcp(args: argparse.Namespace) -> int:
+    """Acquire a lease, print it, release it (unless --keep) and exit."""
+    from usernet.api.dhcp import describe
+
+    host = _make_host(args)
+    try:
+        if _start_dhcp_client(host) is None:
+            return 1
+        for line in describe(host.dhcp_lease):
+            print(line)
+        sys.stdout.flush()
+    finally:
+        host.close()
+    return 0
+
+
+# ----------------------------------------------------------------- names and time (DNS, NTP)
+
+def _is_literal(text: str) -> bool:
+    from usernet.wire import ipv4
+
+    if text == "localhost":
+        return True
+    try:
+        ipv4.addr(text)
+        return True
+    except ValueError:
+        # Something that looks like an address but is not one (999.1.1.1) is refused as one.
+        return text.replace(".", "").isdigit()
+
+
+def _names_resolvable(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "dns", None) or getattr(args, "hosts", None) or getattr(args, "dhcp", False)
+                or getattr(args, "server", None))
+
+
+def _check_name_args(args: argparse.Namespace) -> None:
+    """--dns and --hosts, judged before anything is opened."""
+    from usernet.proto.dns_client import parse_hosts
+
+    for server in getattr(args, "dns", None) or []:
+        _ipv4_literal(server, "--dns")
+    path = getattr(args, "hosts", None)
+    if path is not None:
+        try:
+            with open(path, encoding="utf-8") as f:
+                args.hosts_table = parse_hosts(f.read())
+        except OSError as err:
+            raise UsageError(f"--hosts {path}: {err.strerror}") from None
+        except UnicodeDecodeError:
+            raise UsageError(f"--hosts {path}: not a text file") from None
+
+
+def _name_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Host(dns=..., hosts=...) for --dns and --hosts."""
+    options: dict[str, Any] = {}
+    if getattr(args, "dns", None):
+        options["dns"] = list(args.dns)
+    if getattr(args, "hosts_table", None):
+        options["hosts"] = args.hosts_table
+    return options
+
+
+def _resolve_destination(host: Any, text: str, command: str) -> str:
+    """A name kept by _destination, resolved through the running host's resolver (the first
+    address); a failure is one line and exit 2, as iputils' ping does for an unknown host."""
+    import socket as _socket
+
+    from usernet.wire import ipv4
+
+    if _is_literal(text):
+        return _destination(text)
+    try:
+        address = host.resolve_all(text)[0]
+    except _socket.gaierror as err:
+        raise UsageError(f"{text}: {err.strerror}") from None
+    value = ipv4.addr(address)
+    if value >> 24 == 0 or ipv4.is_multicast(value) or value >> 28 == 0xF:
+        raise UsageError(f"{text} ({address}): not a unicast address usernet can reach")
+    log.info("%s: %s is %s", command, text, address)
+    return address
+
+
+def _parse_name_services(specs: Sequence[str]) -> list[tuple[str, str, dict[str, Any]]]:
+    """--serve dns:PORT[,...] and ntp:PORT[,stratum=N] to (spec, kind, options)."""
+    from usernet.apps import dns as dns_app
+    from usernet.apps import ntp as ntp_app
+
+    parsed: list[tuple[str, str, dict[str, Any]]] = []
+    for spec in specs:
+        kind, _, rest = spec.partition(":")
+        try:
+            options = dns_app.parse_spec(rest) if kind == "dns" else ntp_app.parse_spec(rest)
+        except ValueError as err:
+            raise UsageError(f"--serve {spec}: {err}") from None
+        for other, other_kind, other_options in parsed:
+            if other_kind == kind and other_options["port"] == options["port"]:
+                raise UsageError(f"--serve {spec}: port {options['port']} is already taken by --serve {other}")
+        parsed.append((spec, kind, options))
+    return parsed
+
+
+def _start_name_services(host: Any, services: list[tuple[str, str, dict[str, Any]]]) -> None:
+    from usernet.apps.dns import serve_dns
+    from usernet.apps.ntp import serve_ntp
+
+    for spec, kind, options in services:
+        try:
+            if kind == "dns":
+                dynamic = None
+                dhcp_server = getattr(host, "dhcp_server", None)  # names the DHCP server leased
+                if dhcp_server is not None and hasattr(dhcp_server, "hostnames"):
+                    dynamic = dhcp_server.hostnames
+                serve_dns(host, dynamic=dynamic, **options)
+            else:
+                serve_ntp(host, **options)
+        except (OSError, ValueError) as err:
+            raise UsageError(f"--serve {spec}: {getattr(err, 'strerror', None) or err}") from None
+
+
+_RESOLVE_TYPES = ("A", "AAAA", "ANY")
+
+
+def cmd_resolve(args: argparse.Namespace) -> int:
+    """Every address of NAME, one a line; exit 1 (one line) when the name or the type does not exist,
+    2 for usage and network errors (no answer, SERVFAIL, refused)."""
+    from usernet.proto.dns_client import NODATA, NXDOMAIN, ResolveError
+    from usernet.wire import dns
+
+    if args.server is not None:
+        _ipv4_literal(args.server, "--server")
+    if not (args.server or args.dns or args.hosts or getattr(args, "dhcp", False)):
+        raise UsageError("resolve: give --server IP or --dns IP (or --hosts FILE)")
+    try:
+        dns.encode_name(args.name)
+    except ValueError as err:
+        raise UsageError(f"{args.name}: not a host name ({err})") from None
+    if args.timeout <= 0:
+        raise UsageError("--timeout: must be positive")
+    qtypes = [dns.A, dns.AAAA] if args.type == "ANY" else [dns.TYPES[args.type]]
+    host = _make_host(args)
+    addresses: list[str] = []
+    negative: list[str] = []
+    with host:
+        servers = [args.server] if args.server else None
+        for qtype in qtypes:
+            if _is_literal(args.name) and qtype == dns.A:
+                addresses.append(host.resolve_all(args.name)[0])
+                continue
+            try:
+                answer = host.resolver.resolve(args.name, qtype, timeout=args.timeout, servers=servers)
+            except ResolveError as err:
+                if err.kind in (NXDOMAIN, NODATA):
+                    negative.append(err.kind)
+                    continue
+                print(f"usernet resolve: {args.name}: {err.detail or err.kind}", file=sys.stderr, flush=True)
+                return EXIT_USAGE
+            addresses.extend(answer.addresses)
+            log.info("%s %s: %s via %s over %s (ttl %d)", args.name, dns.type_name(qtype), answer.canonical,
+                     answer.server or answer.source, answer.transport, answer.ttl)
+    for address in addresses:
+        print(address)
+    sys.stdout.flush()
+    if addresses:
+        return 0
+    if NXDOMAIN in negative:
+        print(f"usernet resolve: {args.name}: no such name (NXDOMAIN)", file=sys.stderr, flush=True)
+    else:
+        print(f"usernet resolve: {args.name}: no {args.type if args.type != 'ANY' else 'A or AAAA'} record",
+              file=sys.stderr, flush=True)
+    return 1
+
+
+def cmd_ntp(args: argparse.Namespace) -> int:
+    """SNTP against SERVER: one line per sample, then the minimum-delay one; exit 1 when none answers
+    or the server refuses (kiss-o'-death, unsynchronised)."""
+    from usernet.api.ntp import query
+    from usernet.proto.ntp import NtpError, best
+
+    if args.samples < 1:
+        raise UsageError("-n: must be at least 1")
+    if not 0 < args.port < 65536:
+        raise UsageError(f"--port {args.port}: out of range 1..65535")
+    server = _destination(args.server_name, args)
+    host = _make_host(args)
+    with host:
+        address = _resolve_destination(host, server, "ntp")
+        try:
+            samples = query(host, address, samples=args.samples, timeout=args.timeout, port=args.port)
+        except NtpError as err:
+            print(f"usernet ntp: {args.server_name}: {err}", file=sys.stderr, flush=True)
+            return 1
+        except TimeoutError:
+            print(f"usernet ntp: {args.server_name}: no answer", file=sys.stderr, flush=True)
+            return 1
+        except OSError as err:
+            print(f"usernet ntp: {args.server_name}: {err.strerror or err}", file=sys.stderr, flush=True)
+            return 1
+    for sample in samples:
+        print(f"sample offset {sample.offset:+.6f} s delay {sample.delay:.6f} s")
+    chosen = best(samples)
+    print(f"server {address} stratum {chosen.stratum} refid {chosen.ref_id} offset {chosen.offset:+.6f} s "
+          f"delay {chosen.delay:.6f} s", flush=True)
+    return 0
+
+
 # ----------------------------------------------------------------- demo
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -845,13 +1145,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("up", help="run a host until SIGTERM/SIGINT/SIGHUP (SIGUSR1 prints its state and counters)")
     _add_link_options(up)
-    up.add_argument("--dhcp", action="store_true", help="get the address by DHCP (not implemented yet)")
+    up.add_argument("--dhcp", action="store_true",
+                    help="get the address, router and DNS servers by DHCP (instead of --addr); `ready` once leased")
+    up.add_argument("--dhcp-timeout", dest="dhcp_timeout", type=float, default=60.0, metavar="S",
+                    help="with --dhcp: give up (exit 1) without a lease after S seconds (0: wait for ever)")
     up.add_argument("--link", action="append", metavar="KIND=NAME,addr=A/P[,mtu=N][,mac=M]",
                     help="another interface (KIND: iface, tap or tun; repeatable)")
     up.add_argument("--route", action="append", metavar="CIDR,via=IP", help="a static route (repeatable)")
     up.add_argument("--forward", action="store_true", help="route between the interfaces (RFC 1812)")
     up.add_argument("--serve", action="append", metavar="SPEC",
-                    help="echo:PORT, discard:PORT, chargen:PORT (repeatable, one service a port)")
+                    help="echo:PORT, discard:PORT, chargen:PORT, dns:PORT[,record=NAME=IP,...,hosts=FILE,"
+                         "forward=IP], ntp:PORT[,stratum=N] (repeatable, one service a port)")
     up.set_defaults(func=cmd_up)
 
     ping = sub.add_parser("ping", help="send ICMP echo requests")
@@ -862,7 +1166,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help=f"payload bytes, 0..{MAX_PING_SIZE} (default 56)")
     ping.add_argument("-W", dest="wait", type=float, default=1.0, metavar="S",
                       help="seconds to wait for the last reply")
-    ping.add_argument("destination", metavar="ADDRESS", help="an IPv4 address (names are not resolved yet)")
+    ping.add_argument("destination", metavar="HOST", help="an IPv4 address, or a name (with --dns or --hosts)")
     ping.set_defaults(func=cmd_ping)
 
     nc = sub.add_parser("nc", help="stdin to a TCP/UDP peer, the peer to stdout",
@@ -874,7 +1178,8 @@ def build_parser() -> argparse.ArgumentParser:
     nc.add_argument("-w", dest="timeout", type=float, default=10.0, metavar="S", help="connect timeout (default 10)")
     nc.add_argument("-i", dest="idle", type=float, metavar="S",
                     help="quit (exit 0) after S seconds without data either way; ends `-l -u`, which has no EOF")
-    nc.add_argument("port_or_host", metavar="ADDRESS|PORT", help="an IPv4 address to connect to, or -l's PORT")
+    nc.add_argument("port_or_host", metavar="HOST|PORT",
+                    help="an IPv4 address or a name (with --dns or --hosts) to connect to, or -l's PORT")
     nc.add_argument("port", nargs="?", metavar="PORT")
     nc.set_defaults(func=cmd_nc)
 
@@ -889,6 +1194,39 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common_options(drill)
     drill.add_argument("scripts", nargs="+", metavar="SCRIPT.pkt")
     drill.set_defaults(func=cmd_drill)
+
+    dhcp_cmd = sub.add_parser("dhcp", help="get a DHCP lease, print it (address, router, DNS, domain, lease), exit",
+                              description="Acquire a DHCP lease on the link and print it; the lease is released "
+                                          "at exit unless --keep. Exit 1 with one line when no server answers.")
+    _add_link_options(dhcp_cmd, addr_default=None)
+    dhcp_cmd.add_argument("--timeout", dest="dhcp_timeout", type=float, default=30.0, metavar="S",
+                          help="give up after S seconds (default 30)")
+    dhcp_cmd.add_argument("--hostname", metavar="NAME", help="send this hostname (option 12)")
+    dhcp_cmd.add_argument("--keep", action="store_true", help="do not release the lease at exit")
+    dhcp_cmd.set_defaults(func=cmd_dhcp, dhcp=True)
+
+    resolve = sub.add_parser("resolve", help="look a name up in DNS: every address, one a line",
+                             description="Look NAME up (hosts file, then DNS) and print every address, one a "
+                                         "line. Exit 1 for a name or type that does not exist (NXDOMAIN, "
+                                         "NODATA), 2 for usage and network errors.")
+    _add_link_options(resolve)
+    resolve.add_argument("--server", metavar="S", help="the DNS server to ask (default: the --dns ones)")
+    resolve.add_argument("--type", choices=_RESOLVE_TYPES, default="A", type=str.upper,
+                         help="A (default), AAAA, or ANY (both: A and AAAA queries)")
+    resolve.add_argument("--timeout", type=float, default=15.0, metavar="S",
+                         help="give up after S seconds (default 15; retries and failover happen within)")
+    resolve.add_argument("name", metavar="NAME")
+    resolve.set_defaults(func=cmd_resolve)
+
+    ntp_cmd = sub.add_parser("ntp", help="ask an NTP server the time: offset, delay, stratum, reference ID",
+                             description="SNTP (RFC 4330) against SERVER; never sets any clock.")
+    _add_link_options(ntp_cmd)
+    ntp_cmd.add_argument("-n", dest="samples", type=int, default=4, metavar="SAMPLES",
+                         help="exchanges (default 4); the minimum-delay one is reported")
+    ntp_cmd.add_argument("--port", type=int, default=123, metavar="N", help="server port (default 123)")
+    ntp_cmd.add_argument("--timeout", type=float, default=2.0, metavar="S", help="per sample (default 2)")
+    ntp_cmd.add_argument("server_name", metavar="SERVER")
+    ntp_cmd.set_defaults(func=cmd_ntp)
 
     demo = sub.add_parser("demo", help="hosts on an in-memory network talk to each other (no root needed)")
     demo.add_argument("-q", "--quiet", action="store_true", help="no per-frame trace")

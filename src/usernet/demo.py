@@ -12,8 +12,10 @@ import sys
 from typing import Any, TextIO
 
 from usernet.api.host import Host
+from usernet.apps.dhcp import serve_dhcp
 from usernet.apps.services import serve_simple
 from usernet.links.trace import TraceFormatter
+from usernet.wire import ipv4
 
 TCP_PAYLOAD = 3000  # three segments at the 1460-byte MSS: short enough to read every line
 
@@ -65,8 +67,16 @@ def run_demo(trace: bool = True, out: TextIO = sys.stdout, *, verbose: int = 0, 
               "address (gratuitous ARP)", first=True)
     if trace:
         _trace_switch(switch, out, verbose, absolute, hexdump)
-    alice = Host(switch.port(name="alice"), addr="10.0.0.1/24", seed=1, name="alice")
     bob = Host(switch.port(name="bob"), addr="10.0.0.2/24", seed=2, name="bob")
+    alice = Host(switch.port(name="alice"), dhcp={"hostname": "alice"}, seed=1, name="alice")
+    bob.start()
+    serve_dhcp(bob, "dhcp-server:10.0.0.1-10.0.0.1,router=10.0.0.2,dns=10.0.0.2,domain=demo.test,lease=3600")
+    _say(out, "alice has no address: bob's DHCP server probes 10.0.0.1 (ARP, sender 0.0.0.0) and offers it; "
+              "alice requests it, probes it herself (RFC 5227), then announces it")
+    alice.start()  # blocks until bob's server leased her an address
+    lease = alice.dhcp_lease
+    _write(out, f"   alice leased {lease.cidr} from {ipv4.ntoa(lease.server_id)}, router "
+                f"{ipv4.ntoa(lease.router)}, DNS {', '.join(alice.dns_servers)}, lease {lease.lease_time} s")
     with alice, bob:
         serve_simple(bob, "echo", 7)
         _say(out, "alice pings bob: ARP resolves bob first, no request is lost")

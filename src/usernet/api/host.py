@@ -44,13 +44,16 @@ class Host:
     """One network host over one link; ``with host:`` runs it."""
 
     def __init__(self, link: Link, addr: str | None = "10.0.0.2/24", gateway: str | None = None,
-                 mtu: int | None = None, mac: str | bytes | None = None, dhcp: bool = False,
+                 mtu: int | None = None, mac: str | bytes | None = None, dhcp: bool | dict[str, Any] = False,
                  pcap: str | os.PathLike[str] | None = None, trace: bool | Any = False,
                  impair: str | dict[str, Any] | None = None, seed: int | None = None,
-                 name: str | None = None, stack_config: StackConfig | None = None, forward: bool = False) -> None:
-        if dhcp:
-            # The contract reserves the flag; until the DHCP client lands it must say so, not hang.
-            raise ValueError("dhcp=True: the DHCP client is not implemented yet; give addr=")
+                 name: str | None = None, stack_config: StackConfig | None = None, forward: bool = False,
+                 dns: list[str] | None = None, hosts: dict[str, Any] | None = None) -> None:
+        # dhcp=True, or a dict: {"timeout": 30.0, "requested": "A.B.C.D", "release": True} plus
+        # ClientConfig fields ("hostname", "probe", ...). Entering the host blocks until a lease.
+        self._dhcp_options = self._check_dhcp_options(dhcp)
+        self.dhcp_client: Any = None  # the DhcpClientAgent (usernet.api.dhcp) once started
+        self.dhcp_server: Any = None  # a DhcpServer run on this host (usernet.apps.dhcp): hostnames() for DNS
         self.seed = seed
         self.rng = random.Random(seed)
         self.name = name or getattr(link, "name", "host")
@@ -83,6 +86,37 @@ class Host:
         self._services: list[Callable[[], None]] = []  # stop callbacks of `serve` helpers
         # TCP segmentation offload: only a bare link that says it can (wrappers see every frame).
         self.stack.gso_max = int(getattr(link, "gso_max", 0) or 0)
+        self._init_names(dns, hosts)
+
+    def _init_names(self, dns: list[str] | None, hosts: dict[str, Any] | None) -> None:
+        """Name resolution (issue 14): DNS servers (``dns=``, or learnt by DHCP), search domains, the
+        hosts table; the resolver itself is made on first use."""
+        from usernet.proto.dns_client import hosts_table
+
+        if isinstance(dns, str):
+            dns = [dns]
+        for server in dns or []:
+            try:
+                ipv4.addr(server)
+            except ValueError:
+                raise ValueError(f"dns={server!r}: not an IPv4 address") from None
+        #: the DNS servers asked, in order (dotted quads); DHCP replaces them with what it learns
+        self.dns_servers: list[str] = list(dns) if dns else list(getattr(self, "dns_servers", None) or [])
+        #: search domains for single-label names (from DHCP, or set by the user)
+        self.search_domains: list[str] = list(getattr(self, "search_domains", None) or [])
+        self.hosts_table = hosts_table(hosts)
+        self._resolver: Any = None
+
+    @property
+    def resolver(self) -> Any:
+        """The host's stub resolver (:class:`usernet.api.resolver.Resolver`)."""
+        if self._resolver is None:
+            from usernet.api.resolver import Resolver
+
+            with self._lock:
+                if self._resolver is None:
+                    self._resolver = Resolver(self)
+        return self._resolver
 
     def add_interface(self, link: Link, addr: str | list[str] | None = None, name: str | None = None,
                       mtu: int | None = None, mac: str | bytes | None = None) -> Interface:
@@ -144,6 +178,68 @@ class Host:
             return
         self._thread = threading.Thread(target=self._run, name=f"usernet-{self.name}", daemon=True)
         self._thread.start()
+        if self._dhcp_options is not None:
+            self._start_dhcp(self._dhcp_options)
+
+    # ----------------------------------------------------------------- DHCP (usernet.api.dhcp)
+
+    @staticmethod
+    def _check_dhcp_options(dhcp: bool | dict[str, Any]) -> dict[str, Any] | None:
+        if not dhcp:
+            return None
+        from usernet.api.dhcp import ClientConfig
+
+        options = dict(dhcp) if isinstance(dhcp, dict) else {}
+        known = {"timeout", "requested", "release"} | set(ClientConfig.__dataclass_fields__)
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ValueError(f"dhcp: unknown option(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        return options
+
+    def _start_dhcp(self, options: dict[str, Any]) -> None:
+        """Run the DHCP client on the primary interface; block until it holds a lease (or fail)."""
+        from usernet.api.dhcp import ClientConfig, DhcpClientAgent
+
+        options = dict(options)
+        timeout = float(options.pop("timeout", 30.0))
+        requested = options.pop("requested", None)
+        release = bool(options.pop("release", True))
+        static_dns = bool(self.dns_servers)
+        with self._lock:
+            agent = DhcpClientAgent(self.stack, config=ClientConfig(**options),
+                                    requested=ipv4.addr(requested) if requested else None)
+            self.dhcp_client = agent
+
+            def changed(lease: Any, what: str) -> None:
+                if lease is not None and not static_dns:
+                    self.dns_servers[:] = [ipv4.ntoa(a) for a in lease.dns]
+                    self.search_domains[:] = lease.search or ([lease.domain] if lease.domain else [])
+                self._cond.notify_all()
+
+            agent.on_change.append(changed)
+            agent.start(time.monotonic())
+            self.kick()
+
+        def stop() -> None:
+            with self._lock:
+                agent.stop(time.monotonic(), release=release)
+                self.kick()
+            # The RELEASE may wait for ARP (the server's MAC): give it a moment to leave.
+            resolver = self.stack.primary.neighbours
+            if release and resolver is not None and self.running:
+                self.wait_for(lambda: not resolver.cache.pending, 1.0)
+
+        self.add_service(stop)
+        if not self.wait_for(lambda: agent.lease is not None, timeout):
+            offers = self.stack.counters["dhcp.client_offers"]
+            self.close()
+            what = "no DHCP server answered" if not offers else "offers came but no lease was acknowledged"
+            raise TimeoutError(errno.ETIMEDOUT, f"DHCP on {self.stack.primary.name}: {what} within {timeout:g} s")
+
+    @property
+    def dhcp_lease(self) -> Any:
+        """The DHCP lease held (:class:`usernet.proto.dhcp_client.Lease`), or None."""
+        return self.dhcp_client.lease if self.dhcp_client is not None else None
 
     def close(self) -> None:
         """Close every socket, stop the runtime thread, release the link. Idempotent."""
@@ -397,23 +493,31 @@ class Host:
 
     def create_connection(self, address: tuple[str, int], timeout: float | None | object = _DEFAULT,
                           source_address: tuple[str, int] | None = None) -> Socket:
-        """Like ``socket.create_connection``: a connected TCP socket (names resolve numerically;
-        the port may be a service name, "http")."""
+        """Like ``socket.create_connection``: a connected TCP socket. A name is resolved (hosts
+        table, then DNS) and each of its addresses tried in turn; the error of the last one is
+        raised. The port may be a service name, "http"."""
         from usernet.api.socket import service_port
 
         host, port = address
         port = service_port(port, _socket.SOCK_STREAM)  # gaierror before a socket exists
-        sock = self.socket()
-        try:
-            if timeout is not _DEFAULT:
-                sock.settimeout(timeout)  # type: ignore[arg-type]
-            if source_address is not None:
-                sock.bind(source_address)
-            sock.connect((self._resolve(host), port))
-        except BaseException:
-            sock.close()
-            raise
-        return sock
+        error: OSError | None = None
+        for candidate in self.resolve_all(host):
+            sock = self.socket()
+            try:
+                if timeout is not _DEFAULT:
+                    sock.settimeout(timeout)  # type: ignore[arg-type]
+                if source_address is not None:
+                    sock.bind(source_address)
+                sock.connect((candidate, port))
+                return sock
+            except OSError as err:
+                sock.close()
+                error = err
+            except BaseException:
+                sock.close()
+                raise
+        assert error is not None
+        raise error
 
     def create_server(self, address: tuple[str, int], *, backlog: int | None = None,
                       reuse_port: bool = False) -> Socket:
@@ -431,41 +535,97 @@ class Host:
             raise
         return sock
 
-    def getaddrinfo(self, host: str | None, port: int | str | None, family: int = 0, type: int = 0,
+    def getaddrinfo(self, host: str | bytes | None, port: int | str | None, family: int = 0, type: int = 0,
                     proto: int = 0, flags: int = 0) -> list[tuple[Any, Any, int, str, tuple[str, int]]]:
-        """Like ``socket.getaddrinfo`` for IPv4: numeric addresses and "localhost" (names need a DNS
-        client); the port may be a service name, giving the kinds that service is defined for."""
+        """Like ``socket.getaddrinfo`` for IPv4: numeric addresses, "localhost", the hosts table, then
+        DNS (search domains for single-label names). The port may be a service name, giving the kinds
+        that service is defined for. Failures raise ``socket.gaierror`` with glibc's codes: EAI_NONAME
+        (no such name), EAI_NODATA (no IPv4 address), EAI_AGAIN (SERVFAIL or no answer), EAI_FAIL
+        (refused). AAAA answers wait for IPv6: AF_INET6 is refused as an unsupported family."""
         from usernet.api.socket import service_port
 
         if family not in (0, _socket.AF_INET):
             raise _socket.gaierror(_socket.EAI_FAMILY, "ai_family not supported")
-        address = self._resolve(host or "0.0.0.0")
-        results = []
+        if isinstance(host, bytes):
+            host = host.decode()
+        if host is None:
+            addresses = ["0.0.0.0" if flags & _socket.AI_PASSIVE else "127.0.0.1"]
+            canonical = ""
+        elif flags & _socket.AI_NUMERICHOST:
+            addresses = [self._numeric(host)]
+            canonical = host
+        else:
+            addresses, canonical = self._lookup(host)
+        kinds = []
         for kind in [type] if type else [_socket.SOCK_STREAM, _socket.SOCK_DGRAM]:
             try:
-                number = service_port(port, kind)
+                kinds.append((kind, service_port(port, kind)))
             except _socket.gaierror:
                 continue  # e.g. "http" is defined for TCP only
-            results.append((_socket.AF_INET, _socket.SocketKind(kind),
-                            proto or (_socket.IPPROTO_TCP if kind == _socket.SOCK_STREAM else _socket.IPPROTO_UDP),
-                            "", (address, number)))
-        if not results:
+        if not kinds:
             raise _socket.gaierror(_socket.EAI_SERVICE, "Servname not supported for ai_socktype")
+        results: list[tuple[Any, Any, int, str, tuple[str, int]]] = []
+        for address in addresses:
+            for kind, number in kinds:
+                name = canonical if flags & _socket.AI_CANONNAME and not results else ""
+                results.append((_socket.AF_INET, _socket.SocketKind(kind),
+                                proto or (_socket.IPPROTO_TCP if kind == _socket.SOCK_STREAM else _socket.IPPROTO_UDP),
+                                name, (address, number)))
         return results
 
-    def _resolve(self, name: str) -> str:
-        if name == "localhost":
-            return "127.0.0.1"  # the loopback, as /etc/hosts says
+    def resolve_all(self, name: str, timeout: float | None = None) -> list[str]:
+        """Every IPv4 address of *name* (a dotted quad is its own), in the order the answer gave
+        them; ``socket.gaierror`` when there is none."""
+        return self._lookup(name, timeout)[0]
+
+    @staticmethod
+    def _numeric(name: str) -> str:
         try:
             return ipv4.ntoa(ipv4.addr(name))
         except ValueError:
             raise _socket.gaierror(_socket.EAI_NONAME, "Name or service not known") from None
 
+    def _lookup(self, name: str, timeout: float | None = None) -> tuple[list[str], str]:
+        from usernet.api.resolver import ResolveError, gaierror_for
+        from usernet.wire import dns
+
+        if isinstance(name, bytes):
+            name = name.decode()
+        try:
+            return [ipv4.ntoa(ipv4.addr(name))], name
+        except ValueError:
+            pass
+        if not name or name.count(".") == 3 and name.replace(".", "").isdigit():
+            raise _socket.gaierror(_socket.EAI_NONAME, "Name or service not known")
+        try:
+            answer = self.resolver.resolve(name, dns.A, timeout=timeout)
+        except ResolveError as err:
+            raise gaierror_for(err) from None
+        return list(answer.addresses), answer.canonical
+
+    def _resolve(self, name: str) -> str:
+        return self._lookup(name)[0][0]
+
+    def ntp_offset(self, server: str, samples: int = 4, timeout: float = 2.0) -> float:
+        """SNTP (RFC 4330) against *server*: the offset in seconds to add to this machine's clock,
+        from the minimum-delay sample of *samples*. TimeoutError when none answers;
+        ``usernet.proto.ntp.NtpError`` for a kiss-o'-death or an unsynchronised server."""
+        from usernet.api.ntp import offset
+
+        return offset(self, server, samples=samples, timeout=timeout)
+
     async def open_connection(self, host: str, port: int, **kwargs: Any) -> Any:
-        """asyncio: ``(StreamReader, StreamWriter)`` over a usernet TCP connection."""
+        """asyncio: ``(StreamReader, StreamWriter)`` over a usernet TCP connection (a name is resolved
+        in the loop's executor, so the loop never blocks on DNS)."""
+        import asyncio
+
         from usernet.api.aio import open_connection
 
-        return await open_connection(self, self._resolve(host), port, **kwargs)
+        try:
+            address = self._numeric(host)
+        except _socket.gaierror:
+            address = await asyncio.get_running_loop().run_in_executor(None, self._resolve, host)
+        return await open_connection(self, address, port, **kwargs)
 
     async def start_server(self, client_connected_cb: Callable[..., Any], host: str | None = None, port: int = 0,
                            **kwargs: Any) -> Any:

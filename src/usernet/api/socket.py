@@ -157,7 +157,9 @@ def _option_int(value: Any) -> int:
     raise TypeError(f"a bytes-like object is required, not '{type(value).__name__}'")
 
 
-def _parse_address(address: Any, allow_any: bool = True) -> tuple[int, int]:
+def _parse_address(address: Any, allow_any: bool = True, resolver: Any = None) -> tuple[int, int]:
+    """(address, port) as ints; a name is resolved through *resolver*, a Host (its hosts table and
+    DNS), as the socket module's connect and sendto resolve names with getaddrinfo."""
     if not isinstance(address, tuple) or len(address) != 2:
         raise TypeError("AF_INET address must be tuple, not " + type(address).__name__)
     host, port = address
@@ -176,7 +178,10 @@ def _parse_address(address: Any, allow_any: bool = True) -> tuple[int, int]:
     try:
         return ipv4.addr(host), port
     except ValueError:
-        raise _socket.gaierror(_socket.EAI_NONAME, "Name or service not known") from None
+        pass
+    if resolver is None:
+        raise _socket.gaierror(_socket.EAI_NONAME, "Name or service not known")
+    return ipv4.addr(resolver.resolve_all(host)[0]), port
 
 
 class _Shared:
@@ -781,7 +786,7 @@ class Socket:
 
     def connect(self, address: tuple[str, int]) -> None:
         self._check_open()
-        addr, port = _parse_address(address, allow_any=False)
+        addr, port = _parse_address(address, allow_any=False, resolver=self._host)
         host = self._host
         if self.type == SOCK_DGRAM:
             endpoint = self._ensure_udp()
@@ -918,7 +923,7 @@ class Socket:
             address = flags_or_address
         if self.type == SOCK_STREAM:
             return self.send(data)  # Linux ignores the address on a stream socket
-        addr, port = _parse_address(address, allow_any=False)
+        addr, port = _parse_address(address, allow_any=False, resolver=self._host)
         self._ensure_udp()
         return self._udp_send(memoryview(data), addr, port)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -64,6 +65,9 @@ class StackBase:
     ip_ident: int
     _loopback_queue: deque[Any]
     _now: float
+    #: called as ``watcher(iface, sender_ip, sender_mac, target_ip, op)`` for every ARP packet that
+    #: parsed, before any other check (RFC 5227 conflict detection by the DHCP client and server)
+    arp_watchers: list[Callable[[Interface, int, bytes, int, int], None]]
 
     def _drop(self, reason: str) -> None:
         """A datagram or frame not taken: counted under *reason* and logged at debug level, so

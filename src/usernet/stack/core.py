@@ -96,6 +96,7 @@ class Stack(ArpMixin, Ipv4Mixin, IcmpMixin, UdpMixin, StackBase):
         self.timers: list[TimerParticipant] = [_ReassemblyTimer(self)]
         #: hooks for apps (DHCP client/server) that want to hear of address changes
         self.on_address_change: list[Callable[[], None]] = []
+        self.arp_watchers = []
         self.loopback = self._new_interface("lo", LOOPBACK, b"", LOOPBACK_MTU)
         self._add_address(self.loopback, IfAddress(0x7F000001, 8), announce=False)
         self.primary = self.add_interface(name, layer=layer, mac=mac, mtu=mtu)
