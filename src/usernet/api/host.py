@@ -21,6 +21,7 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from usernet.api.runtime import RuntimeState
 from usernet.links.base import Link
 from usernet.stack.core import Interface, Stack, StackConfig
 from usernet.wire import ethernet, ipv4
@@ -40,7 +41,7 @@ RX_YIELD_SECONDS = 0.0002  # the pause between two passes that used up their bud
 _DEFAULT = object()  # create_connection's "use the default timeout"
 
 
-class Host:
+class Host(RuntimeState):
     """One network host over one link; ``with host:`` runs it."""
 
     def __init__(self, link: Link, addr: str | None = "10.0.0.2/24", gateway: str | None = None,
@@ -269,26 +270,6 @@ class Host:
     @property
     def running(self) -> bool:
         return self._thread is not None and not self._stopping
-
-    # The runtime interface the socket layer uses (usernet.api.runtime.Runtime).
-
-    @property
-    def lock(self) -> threading.RLock:
-        return self._lock
-
-    @property
-    def cond(self) -> threading.Condition:
-        return self._cond
-
-    @property
-    def closed(self) -> bool:
-        return self._closed or self._stopping
-
-    def adopt(self, sock: Socket) -> None:
-        self._sockets.add(sock)
-
-    def sockets(self) -> list[Socket]:
-        return list(self._sockets)
 
     # ----------------------------------------------------------------- the loop
 

@@ -10,6 +10,7 @@ use nothing else of them. One lock guards the stack; socket calls hold it, act, 
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Protocol
 
@@ -47,3 +48,31 @@ class Runtime(Protocol):
         """Track a socket made by accept() or dup(), so closing the runtime closes it."""
 
     def sockets(self) -> Iterable[Socket]: ...
+
+
+class RuntimeState:
+    """The shared part of both runtimes: the lock, the condition and the sockets they own."""
+
+    _lock: threading.RLock
+    _cond: threading.Condition
+    _closed: bool
+    _stopping: bool
+    _sockets: weakref.WeakSet[Socket]
+
+    @property
+    def lock(self) -> threading.RLock:
+        return self._lock
+
+    @property
+    def cond(self) -> threading.Condition:
+        return self._cond
+
+    @property
+    def closed(self) -> bool:
+        return self._closed or self._stopping
+
+    def adopt(self, sock: Socket) -> None:
+        self._sockets.add(sock)
+
+    def sockets(self) -> list[Socket]:
+        return list(self._sockets)

@@ -35,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from usernet.api.runtime import RuntimeState
 from usernet.api.socket import TCP_STATES, Socket, tcp_info
 from usernet.drill.parser import Event, PacketEvent, Script, ScriptError, SyscallEvent, TcpOptionSpec
 from usernet.stack.core import Stack
@@ -147,8 +148,10 @@ class _TrackingCondition(threading.Condition):
         return started is not None and started == self.generation
 
 
-class VirtualHost:
+class VirtualHost(RuntimeState):
     """The part of :class:`usernet.Host` that sockets use, with a clock the runner moves."""
+
+    _cond: _TrackingCondition
 
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
@@ -173,29 +176,9 @@ class VirtualHost:
     def clock(self) -> float:
         return self.now
 
-    # The runtime interface the socket layer uses (usernet.api.runtime.Runtime).
-
-    @property
-    def lock(self) -> threading.RLock:
-        return self._lock
-
-    @property
-    def cond(self) -> threading.Condition:
-        return self._cond
-
-    @property
-    def closed(self) -> bool:
-        return self._closed or self._stopping
-
     @property
     def running(self) -> bool:
         return True  # virtual time moves whenever the script says so
-
-    def adopt(self, sock: Socket) -> None:
-        self._sockets.add(sock)
-
-    def sockets(self) -> list[Socket]:
-        return list(self._sockets)
 
     def socket(self, family: int = 2, type: int = 1, proto: int = 0) -> Socket:
         sock = Socket(self, family, type, proto)  # type: ignore[arg-type]
