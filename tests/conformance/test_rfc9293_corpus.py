@@ -21,14 +21,7 @@ from usernet.drill import parse_script, run_script
 HERE = os.path.join(os.path.dirname(__file__), "rfc9293")
 SCRIPTS = sorted(glob.glob(os.path.join(HERE, "**", "*.pkt"), recursive=True))
 
-EXPECTED_FAILURES: dict[str, str] = {
-    "3.10.7.4-fin-wait-2/data-after-close-rst.pkt":
-        "stack: data arriving after close() is taken and ACKed in FIN-WAIT-2; RFC 9293 3.6 SHLD-2 and "
-        "RFC 1122 4.2.2.13 answer it with a RST (Linux: <SEQ=SEG.ACK><CTL=RST>, LINUX_MIB_TCPABORTONDATA)",
-    "3.10.7.4-syn-received/syn-in-window-back-to-listen.pkt":
-        "stack: an in-window SYN in passive SYN-RECEIVED draws a challenge ACK; RFC 9293 3.10.7.4 fourth "
-        "returns the connection to LISTEN (silently) and drops the segment",
-}
+EXPECTED_FAILURES: dict[str, str] = {}
 
 
 def _rel(path: str) -> str:

@@ -578,6 +578,13 @@ class TcpConnection:
             if self.state == SYN_RECEIVED and seq == self.irs:
                 self._send_syn(now, ack=True)
                 return
+            if self.state == SYN_RECEIVED and self.listener is not None:
+                # RFC 9293 3.10.7.4 fourth: a passive open in SYN-RECEIVED returns to LISTEN (the
+                # half-open connection goes, silently); RFC 5961's challenge ACK is for
+                # synchronized states. (Linux answers such a SYN with a RST; FreeBSD resends its SYN-ACK.)
+                counters["syn_received_dropped"] += 1
+                self._enter_closed()
+                return
             counters["syn_challenged"] += 1
             self._challenge_ack(now)
             return
@@ -630,6 +637,16 @@ class TcpConnection:
             return
 
         # Seventh: segment text.
+        if data and self.user_closed and self.state in (FIN_WAIT_1, FIN_WAIT_2) and \
+                seq + len(data) > self.rcv_nxt:
+            # RFC 9293 3.6 (SHLD-2), RFC 1122 4.2.2.13: the application closed (not a half-close)
+            # and new data arrives that nobody will read: reset, <SEQ=SEG.ACK><CTL=RST>, as
+            # Linux does (LINUX_MIB_TCPABORTONDATA).
+            counters["aborted_on_data"] += 1
+            self.layer.send_reset(self.local_addr, self.remote_addr, self.local_port, self.remote_port,
+                                  seg.ack, 0, RST)
+            self._enter_closed()
+            return
         if data and self.state in _CAN_RECEIVE:
             self._receive_data(seq, data, now)
         elif data:
