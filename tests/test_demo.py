@@ -72,3 +72,11 @@ def test_quiet_demo_has_no_trace() -> None:
     assert run_demo(trace=False, out=out) == 0
     text = out.getvalue()
     assert text.startswith("== ") and not _LINE.search(text) and "demo passed" in text
+
+
+def test_alice_resolves_bob_by_name_before_they_talk(demo) -> None:
+    """The DHCP lease gave alice bob's DNS server and the search domain; TCP then connects by name."""
+    _, text = demo
+    assert "   bob -> 10.0.0.2 (bob's DNS answers for bob.demo.test)" in text
+    assert "alice.demo.test -> 10.0.0.1" in text
+    assert text.index("alice looks up") < text.index("TCP echo on bob's port 7")

@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 from usernet.api.host import Host
 from usernet.apps.dhcp import serve_dhcp
+from usernet.apps.dns import serve_dns
 from usernet.apps.services import serve_simple
 from usernet.links.trace import TraceFormatter
 from usernet.wire import ipv4
@@ -67,10 +68,12 @@ def run_demo(trace: bool = True, out: TextIO = sys.stdout, *, verbose: int = 0, 
               "address (gratuitous ARP)", first=True)
     if trace:
         _trace_switch(switch, out, verbose, absolute, hexdump)
-    bob = Host(switch.port(name="bob"), addr="10.0.0.2/24", seed=2, name="bob")
+    bob = Host(switch.port(name="bob"), addr="10.0.0.2/24", seed=2, name="bob", dns=["127.0.0.1"])
     alice = Host(switch.port(name="alice"), dhcp={"hostname": "alice"}, seed=1, name="alice")
     bob.start()
-    serve_dhcp(bob, "dhcp-server:10.0.0.1-10.0.0.1,router=10.0.0.2,dns=10.0.0.2,domain=demo.test,lease=3600")
+    dhcp = serve_dhcp(bob, "dhcp-server:10.0.0.1-10.0.0.1,router=10.0.0.2,dns=10.0.0.2,domain=demo.test,lease=3600")
+    # bob answers DNS for himself and for the names his DHCP server leased (as dnsmasq does)
+    serve_dns(bob, 53, records={"bob.demo.test": "10.0.0.2"}, domain="demo.test", dynamic=dhcp.hostnames)
     _say(out, "alice has no address: bob's DHCP server probes 10.0.0.1 (ARP, sender 0.0.0.0) and offers it; "
               "alice requests it, probes it herself (RFC 5227), then announces it")
     alice.start()  # blocks until bob's server leased her an address
@@ -79,6 +82,14 @@ def run_demo(trace: bool = True, out: TextIO = sys.stdout, *, verbose: int = 0, 
                 f"{ipv4.ntoa(lease.router)}, DNS {', '.join(alice.dns_servers)}, lease {lease.lease_time} s")
     with alice, bob:
         serve_simple(bob, "echo", 7)
+        _say(out, "alice looks up \"bob\": the search domain and DNS server came with her lease")
+        address = alice.getaddrinfo("bob", 7, type=1)[0][4][0]
+        _write(out, f"   bob -> {address} (bob's DNS answers for bob.demo.test)")
+        failures += address != "10.0.0.2"
+        mine = bob.getaddrinfo("alice.demo.test", 7, type=1)[0][4][0]
+        _write(out, f"   and bob, asking his own responder over his loopback: alice.demo.test -> {mine} "
+                    "(the name alice gave his DHCP server)")
+        failures += mine != lease.cidr.partition("/")[0]
         _say(out, "alice pings bob: ARP resolves bob first, no request is lost")
         rtts = alice.ping("10.0.0.2", count=3, interval=0.05, size=56)
         for seq, rtt in enumerate(rtts, 1):
@@ -116,7 +127,7 @@ def run_demo(trace: bool = True, out: TextIO = sys.stdout, *, verbose: int = 0, 
             conn: Any
             with alice.socket() as conn:
                 conn.settimeout(5)
-                conn.connect(("10.0.0.2", 7))
+                conn.connect(("bob", 7))  # by name
                 payload = bytes(range(256)) * (TCP_PAYLOAD // 256) + bytes(TCP_PAYLOAD % 256)
                 conn.sendall(payload)
                 conn.shutdown(1)
