@@ -64,8 +64,8 @@ def run_demo(trace: bool = True, out: TextIO = sys.stdout, *, verbose: int = 0, 
 
     switch = Switch()
     failures = 0
-    _say(out, "alice (10.0.0.1) and bob (10.0.0.2) plug into an in-memory switch; each announces its "
-              "address (gratuitous ARP)", first=True)
+    _say(out, "alice and bob plug into an in-memory switch; bob (10.0.0.2) announces his address "
+              "(gratuitous ARP), alice has none yet", first=True)
     if trace:
         _trace_switch(switch, out, verbose, absolute, hexdump)
     bob = Host(switch.port(name="bob"), addr="10.0.0.2/24", seed=2, name="bob", dns=["127.0.0.1"])
