@@ -315,3 +315,16 @@ def test_many_short_connections_over_loopback_never_wait_for_a_retransmission() 
         counters = host.counters
     assert counters.get("tcp.rto_expired", 0) == 0, counters
     assert counters["tcp.time_wait_reused"] > 0  # the case did arise
+
+
+@pytest.mark.root
+def test_a_host_on_the_kernels_lo_device() -> None:
+    """AF_PACKET on Linux's lo: its MTU (65,536) is capped to one datagram and its name does not
+    clash with usernet's own loopback."""
+    from usernet.links import Packet
+
+    with usernet.Host(Packet("lo"), addr="10.99.9.2/24") as host:
+        names = [iface["name"] for iface in host.interfaces()]
+        assert names == ["lo", "lo1"]
+        assert host.interfaces()[1]["mtu"] == 65535
+        assert host.ping("localhost", count=1)[0] is not None

@@ -64,11 +64,13 @@ class Host(RuntimeState):
         if isinstance(mac, str):
             mac = ethernet.parse_mac(mac)
         self.dhcp = dhcp
+        # A link MTU above 65,535 (Linux's lo has 65,536) still carries at most one IPv4 datagram.
         config = stack_config or StackConfig()
         if forward:
             config.forward = True
         self.stack = Stack(mac=mac or link.mac, layer=link.layer, addr=None if dhcp else addr, gateway=gateway,
-                           mtu=mtu or link.mtu, rng=self.rng, config=config, now=time.monotonic(),
+                           mtu=mtu or min(link.mtu, ipv4.MAX_PACKET), rng=self.rng, config=config,
+                           now=time.monotonic(),
                            name=getattr(link, "name", None) or "eth0")
         #: (interface, link) for every interface with a link: the primary first
         self._links: list[tuple[Interface, Link]] = [(self.stack.primary, link)]
@@ -127,7 +129,8 @@ class Host(RuntimeState):
         addresses = [addr] if isinstance(addr, str) else list(addr or [])
         with self._lock:
             iface = self.stack.add_interface(name or getattr(link, "name", None), layer=link.layer,
-                                             mac=mac or link.mac, mtu=mtu or link.mtu, addresses=addresses)
+                                             mac=mac or link.mac, mtu=mtu or min(link.mtu, ipv4.MAX_PACKET),
+                                             addresses=addresses)
             iface.gso_max = int(getattr(link, "gso_max", 0) or 0)
             self._links.append((iface, link))
         self._wake()  # the runtime thread waits on the new link from its next round
@@ -617,10 +620,12 @@ class Host(RuntimeState):
 
     def ping(self, dst: str, count: int = 1, interval: float = 1.0, size: int = 56, timeout: float = 1.0,
              on_reply: Callable[[dict[str, Any]], None] | None = None) -> list[float | None]:
-        """Send *count* echo requests; return each one's RTT in seconds (None when none came)."""
+        """Send *count* echo requests to *dst* (an address or a name: the first address it
+        resolves to); return each one's RTT in seconds (None when none came)."""
         from usernet.api.ping import ping
 
-        return ping(self, dst, count=count, interval=interval, size=size, timeout=timeout, on_reply=on_reply)
+        return ping(self, self.resolve_all(dst)[0], count=count, interval=interval, size=size, timeout=timeout,
+                    on_reply=on_reply)
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float | None) -> bool:
         """Block until *predicate* (evaluated with the lock held) is true; False on timeout."""

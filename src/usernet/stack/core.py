@@ -99,6 +99,8 @@ class Stack(ArpMixin, Ipv4Mixin, IcmpMixin, UdpMixin, StackBase):
         self.arp_watchers = []
         self.loopback = self._new_interface("lo", LOOPBACK, b"", LOOPBACK_MTU)
         self._add_address(self.loopback, IfAddress(0x7F000001, 8), announce=False)
+        if name == self.loopback.name:
+            name += "1"  # a link named like our loopback (AF_PACKET on the kernel's lo)
         self.primary = self.add_interface(name, layer=layer, mac=mac, mtu=mtu)
         self.tcp = TcpLayer(rng=self.rng, output=self._tcp_output, mtu_for=self.mtu_for, gso_for=self.gso_for)
         self.timers.append(self.tcp)
