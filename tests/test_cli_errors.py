@@ -50,7 +50,10 @@ BAD_INPUT = [
     (["up", *LO, "--serve", "echo:7", "--serve", "chargen:7"], "--serve chargen:7: port 7 is already taken by "
                                                                 "--serve echo:7"),
     (["up", *LO, "--serve", "echo:70000"], "--serve echo:70000: expected echo:PORT"),
-    (["up", *LO, "--serve", "http:80"], "unknown service 'http'"),
+    (["up", *LO, "--serve", "gopher:70"], "unknown service 'gopher'"),
+    (["up", *LO, "--serve", "http:80"], "--serve http:80: expected http:PORT:DIR"),
+    (["up", *LO, "--serve", "http:80:/nonexistent-dir"], "/nonexistent-dir: not a directory"),
+    (["up", *LO, "--serve", "wsgi:80:mod"], "expected wsgi:PORT:MODULE:CALLABLE"),
     (["up", "--tun", "tun-x", "--dhcp"], "--tun tun-x: DHCP needs Ethernet (--iface or --tap)"),
     (["up", *LO, "--dhcp", "--gateway", "10.0.0.1"], "--gateway 10.0.0.1: DHCP gives the router; not with --dhcp"),
     (["dhcp", "--tun", "tun-x"], "--tun tun-x: DHCP needs Ethernet"),

@@ -443,6 +443,33 @@ def _parse_services(specs: Sequence[str]) -> list[tuple[str, str, int]]:
     return parsed
 
 
+def _parse_http_services(specs: Sequence[str]) -> list[tuple[str, str, int, tuple[str, ...]]]:
+    """--serve http:PORT:DIR and wsgi:PORT:MODULE:CALLABLE to (spec, kind, port, rest)."""
+    from usernet.apps.http import parse_spec
+
+    parsed: list[tuple[str, str, int, tuple[str, ...]]] = []
+    for spec in specs:
+        try:
+            kind, port, rest = parse_spec(spec)
+        except ValueError as err:
+            raise UsageError(f"--serve {spec}: {err}") from None
+        for other, _, other_port, _ in parsed:
+            if other_port == port:
+                raise UsageError(f"--serve {spec}: port {port} is already taken by --serve {other}")
+        parsed.append((spec, kind, port, rest))
+    return parsed
+
+
+def _start_http_services(host: Any, services: list[tuple[str, str, int, tuple[str, ...]]]) -> None:
+    from usernet.apps.http import start_spec
+
+    for spec, kind, port, rest in services:
+        try:
+            start_spec(host, kind, port, rest)
+        except (OSError, ValueError, ImportError, AttributeError) as err:
+            raise UsageError(f"--serve {spec}: {getattr(err, 'strerror', None) or err}") from None
+
+
 def _print_counters(host: Any) -> None:
     print("counters:")
     print(host.format_counters(), flush=True)
@@ -475,7 +502,9 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     dhcp_servers = _parse_dhcp_server_specs([s for s in args.serve or [] if s.startswith("dhcp-server:")])
     name_services = _parse_name_services([s for s in args.serve or [] if s.startswith(("dns:", "ntp:"))])
-    services = _parse_services([s for s in args.serve or [] if not s.startswith(("dhcp-server:", "dns:", "ntp:"))])
+    http_services = _parse_http_services([s for s in args.serve or [] if s.startswith(("http:", "wsgi:"))])
+    services = _parse_services([s for s in args.serve or []
+                                if not s.startswith(("dhcp-server:", "dns:", "ntp:", "http:", "wsgi:"))])
     host = _make_host(args)
     try:
         _add_links_and_routes(args, host)
@@ -488,6 +517,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     with host:
         _start_dhcp_servers(host, dhcp_servers)
         _start_name_services(host, name_services)
+        _start_http_services(host, http_services)
         for spec, kind, port in services:
             try:
                 serve_simple(host, kind, port)
@@ -496,7 +526,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         # Handlers only now: a Ctrl-C during start-up is a KeyboardInterrupt (exit 130, one line).
         with _Signals(signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1) as signals:
             print(f"ready {host.address} mac {host.mac or '-'} mtu {host.stack.mtu} link {host.raw_link.name}"
-                  + (f" serving {' '.join(spec for spec, _, _ in services)}" if services else ""), flush=True)
+                  + (f" serving {' '.join([*(spec for spec, _, _ in services), *(spec for spec, *_ in http_services)])}"
+                     if services or http_services else ""), flush=True)
             while True:
                 got = signals.wait(0.5)
                 while dhcp_lines:  # one line per lease change (up --dhcp)
@@ -1134,6 +1165,83 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(trace=not args.quiet)
 
 
+# ----------------------------------------------------------------- run
+
+def _run_target(args: argparse.Namespace) -> tuple[str, str, list[str]]:
+    """("module", NAME, ARGS) for -m, ("path", SCRIPT, ARGS) for a script (after an optional --)."""
+    if args.module is not None:
+        if not args.module:
+            raise UsageError("-m: expected a module name")
+        return "module", args.module[0], args.module[1:]
+    program = list(args.program or [])
+    if program and program[0] == "--":
+        program = program[1:]
+    if not program:
+        raise UsageError("run: expected -- SCRIPT.py [ARGS] or -m MODULE [ARGS]")
+    if program[0].startswith("-"):
+        raise UsageError(f"run: unknown option {program[0]} (the program comes after --)")
+    if not os.path.exists(program[0]):
+        raise UsageError(f"run: {program[0]}: no such file")
+    return "path", program[0], program[1:]
+
+
+def _run_program(kind: str, target: str, argv: list[str]) -> int:
+    """Run a script or module as ``python SCRIPT`` / ``python -m MODULE`` would, in this process:
+    sys.argv and sys.path[0] as python sets them; returns the exit status."""
+    import runpy
+
+    saved_argv, saved_path = sys.argv[:], sys.path[:]
+    sys.argv = [target, *argv]
+    sys.path.insert(0, os.path.dirname(os.path.abspath(target)) if kind == "path" else os.getcwd())
+    try:
+        if kind == "path":
+            runpy.run_path(target, run_name="__main__")
+        else:
+            runpy.run_module(target, run_name="__main__", alter_sys=True)
+        return 0
+    except SystemExit as exit_:
+        code = exit_.code
+        if code is None:
+            return 0
+        if isinstance(code, int):
+            return code
+        print(code, file=sys.stderr, flush=True)
+        return 1
+    except KeyboardInterrupt:
+        traceback.print_exc()
+        return EXIT_INTERRUPTED
+    except BaseException:
+        exc_type, exc, tb = sys.exc_info()
+        # as python prints it: from the program's frames on, not usernet's and runpy's
+        while tb is not None and (tb.tb_frame.f_code.co_filename == __file__
+                                  or tb.tb_frame.f_globals.get("__name__") == "runpy"):
+            tb = tb.tb_next
+        traceback.print_exception(exc_type, exc, tb)
+        return 1
+    finally:
+        sys.argv[:] = saved_argv
+        sys.path[:] = saved_path
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from usernet.api.patch import patched
+
+    kind, target, argv = _run_target(args)
+    host = _make_host(args)
+    if _start_dhcp_client(host) is None:  # --dhcp: blocks until a lease; one line and exit 1 without
+        host.close()
+        return 1
+    with host:
+        sys.stdout.flush()
+        with patched(host):
+            status = _run_program(kind, target, argv)
+        try:
+            sys.stdout.flush()
+        except (OSError, ValueError):
+            pass
+    return status
+
+
 # ----------------------------------------------------------------- main
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1155,7 +1263,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--forward", action="store_true", help="route between the interfaces (RFC 1812)")
     up.add_argument("--serve", action="append", metavar="SPEC",
                     help="echo:PORT, discard:PORT, chargen:PORT, dns:PORT[,record=NAME=IP,...,hosts=FILE,"
-                         "forward=IP], ntp:PORT[,stratum=N] (repeatable, one service a port)")
+                         "forward=IP], ntp:PORT[,stratum=N], http:PORT:DIR (static files), wsgi:PORT:MODULE:CALLABLE "
+                         "(a WSGI app found in the current directory or on PYTHONPATH) "
+                         "(repeatable, one service a port)")
     up.set_defaults(func=cmd_up)
 
     ping = sub.add_parser("ping", help="send ICMP echo requests")
@@ -1232,6 +1342,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-q", "--quiet", action="store_true", help="no per-frame trace")
     _add_common_options(demo)
     demo.set_defaults(func=cmd_demo)
+
+    run = sub.add_parser("run", help="run a Python program with its networking on a usernet host",
+                         description="Run SCRIPT.py (or -m MODULE) in this process with the socket module "
+                                     "switched to a usernet host (usernet.patched): IPv4 TCP/UDP sockets, "
+                                     "create_connection, getaddrinfo and name lookups; AF_UNIX, IPv6 and raw "
+                                     "sockets stay the kernel's. The exit status is the program's.")
+    _add_link_options(run)
+    run.add_argument("--dhcp", action="store_true", help="get the address, router and DNS servers by DHCP")
+    run.add_argument("--dhcp-timeout", dest="dhcp_timeout", type=float, default=60.0, metavar="S",
+                     help="with --dhcp: give up (exit 1) without a lease after S seconds (0: wait for ever)")
+    run.add_argument("-m", dest="module", nargs=argparse.REMAINDER, metavar="MODULE [ARGS]",
+                     help="run a library module as a script, as python -m does")
+    run.add_argument("program", nargs=argparse.REMAINDER, metavar="-- SCRIPT.py [ARGS]")
+    run.set_defaults(func=cmd_run)
     return parser
 
 

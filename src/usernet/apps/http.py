@@ -1,0 +1,721 @@
+"""The HTTP/1.1 server on usernet sockets: static files (`--serve http:PORT:DIR`) and WSGI applications
+(`--serve wsgi:PORT:MODULE:CALLABLE`, :func:`serve`).
+
+The protocol is :mod:`usernet.proto.http`'s sans-IO parser; this module is its driver: one accept thread
+per listening port and one thread per connection with blocking usernet sockets, bounded by
+``max_connections`` (a client beyond it gets a 503 and is closed). Each connection has an idle timeout
+(between requests) and a header timeout (from the first byte of a request to the end of its head): a
+client dribbling a head byte by byte (slowloris) gets a 408 at the header timeout while other
+connections go on.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import importlib
+import logging
+import mimetypes
+import os
+import stat
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_to_bytes
+
+from usernet.proto.http import (
+    CONTINUE_100,
+    LAST_CHUNK,
+    NEED_DATA,
+    Data,
+    Limits,
+    ProtocolError,
+    Request,
+    ServerConnection,
+    format_chunk,
+    format_response_head,
+)
+
+if TYPE_CHECKING:
+    from usernet.api.host import Host
+
+log = logging.getLogger("usernet.http")
+
+__all__ = ["HttpServer", "serve", "serve_directory", "load_wsgi_app", "parse_spec"]
+
+_RECV = 65536
+_FILE_BLOCK = 65536
+_DRAIN_LIMIT = 1024 * 1024  # unread body bytes we read and drop to keep a connection; more: close
+SERVER_NAME = "usernet"
+
+
+class _Closed(Exception):
+    """The connection is over (peer gone, timeout, protocol error already answered)."""
+
+
+class _Exchange:
+    """One request on one connection: reading its body and writing its response."""
+
+    def __init__(self, conn: _Connection, request: Request) -> None:
+        self.conn, self.request = conn, request
+        self.body_done = False
+        self.head_sent = False
+        self.continue_sent = False
+        self.chunked = False
+        self.close_after = not request.keep_alive
+        self.head_only = request.method == b"HEAD"
+
+    # ---- request body
+    def read_body_event(self) -> bytes | None:
+        """The next piece of the body, or None at its end."""
+        if self.body_done:
+            return None
+        if self.request.expect_continue and not self.continue_sent and not self.head_sent:
+            self.continue_sent = True
+            self.conn.sock.sendall(CONTINUE_100)
+        event = self.conn.next_event(body=True)
+        if isinstance(event, Data):
+            return event.data
+        self.body_done = True
+        return None
+
+    def drain(self) -> None:
+        """Skip what the handler did not read, so the next pipelined request can be parsed."""
+        if self.body_done:
+            return
+        if self.request.expect_continue and not self.continue_sent:
+            self.close_after = True  # RFC 9110 10.1.1: the client may still send it; do not wait for it
+            return
+        dropped = 0
+        while (piece := self.read_body_event()) is not None:
+            dropped += len(piece)
+            if dropped > _DRAIN_LIMIT:
+                self.close_after = True
+                return
+
+    # ---- response
+    def send_head(self, status: int, headers: list[tuple[str, str]], reason: str | None = None,
+                  length: int | None = None) -> None:
+        """Send the status line and headers. Without ``length`` (and no Content-Length among the headers)
+        the body goes chunked to HTTP/1.1 clients, and the connection closes after it for HTTP/1.0."""
+        names = {n.lower() for n, _ in headers}
+        headers = list(headers)
+        if "content-length" not in names and length is not None:
+            headers.append(("Content-Length", str(length)))
+            names.add("content-length")
+        bodyless = self.head_only or status in (204, 304) or 100 <= status < 200
+        if "content-length" not in names and not bodyless:
+            if self.request.version == b"1.1":
+                headers.append(("Transfer-Encoding", "chunked"))
+                self.chunked = True
+            else:
+                self.close_after = True
+        if self.conn.server.stopping:
+            self.close_after = True
+        if "date" not in names:
+            headers.append(("Date", email.utils.formatdate(usegmt=True)))
+        if "server" not in names:
+            headers.append(("Server", SERVER_NAME))
+        if "connection" in names and any(n.lower() == "connection" and "close" in v.lower() for n, v in headers):
+            self.close_after = True
+        elif self.close_after:
+            headers.append(("Connection", "close"))
+        elif self.request.version == b"1.0":
+            headers.append(("Connection", "keep-alive"))
+        self.conn.sock.sendall(format_response_head(status, headers, reason))
+        self.head_sent = True
+
+    def write(self, data: bytes) -> None:
+        if not data or self.head_only:
+            return
+        self.conn.sock.sendall(format_chunk(data) if self.chunked else data)
+
+    def finish(self) -> None:
+        if self.chunked and not self.head_only:
+            self.conn.sock.sendall(LAST_CHUNK)
+
+    def simple(self, status: int, extra: list[tuple[str, str]] | None = None, body: bytes | None = None) -> None:
+        """A small text response: the reason phrase as the body."""
+        from usernet.proto.http import reason_phrase
+
+        text = body if body is not None else f"{status} {reason_phrase(status)}\n".encode()
+        self.send_head(status, [("Content-Type", "text/plain; charset=utf-8"), *(extra or [])], length=len(text))
+        self.write(text)
+
+
+Handler = Callable[[_Exchange], None]
+
+
+class _Connection:
+    def __init__(self, server: HttpServer, sock: Any, peer: tuple[str, int]) -> None:
+        self.server, self.sock, self.peer = server, sock, peer
+        self.parser = ServerConnection(server.limits)
+        self.cycle_start = time.monotonic()
+
+    def next_event(self, body: bool = False) -> Any:
+        parser = self.parser
+        while True:
+            event = parser.next_event()
+            if event is not NEED_DATA:
+                return event
+            if parser.eof:
+                raise _Closed
+            now = time.monotonic()
+            if body:
+                deadline = now + self.server.idle_timeout
+            elif parser.idle:
+                deadline = self.cycle_start + self.server.idle_timeout
+            else:
+                deadline = self.cycle_start + self.server.header_timeout
+            if now >= deadline:
+                if not parser.idle or body:
+                    self.server.counters["http.timeouts"] += 1
+                    self._reject(408, "request timeout")
+                raise _Closed
+            self.sock.settimeout(deadline - now)
+            try:
+                data = self.sock.recv(_RECV)
+            except TimeoutError:
+                continue
+            except OSError:
+                raise _Closed from None
+            if parser.idle and data.strip(b"\r\n"):
+                self.cycle_start = time.monotonic()  # the header timeout runs from the request's first byte
+            parser.receive_data(data)
+
+    def _reject(self, status: int, reason: str) -> None:
+        from usernet.proto.http import reason_phrase
+
+        body = f"{status} {reason_phrase(status)}: {reason}\n".encode()
+        head = format_response_head(status, [("Content-Type", "text/plain; charset=utf-8"),
+                                             ("Content-Length", str(len(body))), ("Connection", "close")])
+        try:
+            self.sock.settimeout(5.0)
+            self.sock.sendall(head + body)
+        except OSError:
+            return
+        _linger(self.sock)
+
+    def run(self) -> None:
+        try:
+            while not self.server.stopping:
+                event = self.next_event()
+                if isinstance(event, ProtocolError):
+                    log.debug("http %s: %s (%d)", self.peer, event.reason, event.status)
+                    self.server.counters["http.bad_requests"] += 1
+                    self._reject(event.status, event.reason)
+                    return
+                assert isinstance(event, Request)
+                self.server.counters["http.requests"] += 1
+                exchange = _Exchange(self, event)
+                self.sock.settimeout(self.server.idle_timeout)
+                self.server.handler(exchange)
+                if not exchange.head_sent:
+                    exchange.simple(500)
+                exchange.finish()
+                if exchange.close_after:
+                    return
+                exchange.drain()
+                if exchange.close_after:
+                    return
+                self.cycle_start = time.monotonic()
+        except (_Closed, OSError):
+            pass
+        finally:
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+
+
+def _linger(sock: Any, seconds: float = 1.0, limit: int = 256 * 1024) -> None:
+    """Half-close and read what the client still sends before closing: closing with unread data would
+    reset the connection, and a reset can destroy the error response before the client reads it."""
+    try:
+        sock.shutdown(1)  # SHUT_WR
+        deadline = time.monotonic() + seconds
+        got = 0
+        while got < limit and (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            data = sock.recv(65536)
+            if not data:
+                return
+            got += len(data)
+    except OSError:
+        pass
+
+
+class HttpServer:
+    """A listening HTTP server on a usernet host; :meth:`close` (or the ``with`` block's end) stops it."""
+
+    def __init__(self, host: Host, port: int, handler: Handler, *, address: str = "",
+                 limits: Limits | None = None, idle_timeout: float = 30.0, header_timeout: float = 10.0,
+                 max_connections: int = 256, backlog: int = 128) -> None:
+        self.host, self.port, self.handler = host, port, handler
+        self.limits = limits or Limits()
+        self.idle_timeout, self.header_timeout = idle_timeout, header_timeout
+        self.max_connections = max_connections
+        self.stopping = False
+        self.counters = _Counters()
+        self._lock = threading.Lock()
+        self._conns: set[_Connection] = set()
+        self._refusing = threading.BoundedSemaphore(16)
+        self.listener = host.create_server((address, port), backlog=backlog)
+        self._thread = threading.Thread(target=self._accept_loop, name=f"usernet-http-{port}", daemon=True)
+        self._thread.start()
+
+    def _accept_loop(self) -> None:
+        while not self.stopping:
+            try:
+                sock, peer = self.listener.accept()
+            except OSError:
+                if self.stopping:
+                    return
+                time.sleep(0.01)
+                continue
+            with self._lock:
+                full = len(self._conns) >= self.max_connections
+                if not full:
+                    conn = _Connection(self, sock, peer)
+                    self._conns.add(conn)
+            if full:
+                self.counters["http.connections_refused"] += 1
+                if self._refusing.acquire(blocking=False):
+                    threading.Thread(target=self._refuse, args=(sock, peer), daemon=True).start()
+                else:
+                    sock.close()  # a flood: no thread each for the 503s either
+                continue
+            self.counters["http.connections"] += 1
+            threading.Thread(target=self._run, args=(conn,), name=f"usernet-http-{peer[0]}:{peer[1]}",
+                             daemon=True).start()
+
+    def _refuse(self, sock: Any, peer: tuple[str, int]) -> None:
+        try:
+            _Connection(self, sock, peer)._reject(503, "too many connections")
+        finally:
+            sock.close()
+            self._refusing.release()
+
+    def _run(self, conn: _Connection) -> None:
+        try:
+            conn.run()
+        finally:
+            with self._lock:
+                self._conns.discard(conn)
+
+    @property
+    def connections(self) -> int:
+        with self._lock:
+            return len(self._conns)
+
+    def close(self) -> None:
+        self.stopping = True
+        try:
+            self.listener.close()
+        except OSError:
+            pass
+        with self._lock:
+            conns = list(self._conns)
+        for conn in conns:
+            try:
+                conn.sock.close()
+            except OSError:
+                pass
+        self._thread.join(timeout=2.0)
+
+    stop = close
+
+    def __enter__(self) -> HttpServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Counters(dict[str, int]):
+    def __missing__(self, key: str) -> int:
+        return 0
+
+
+# ==================================================================== static files
+
+def _parse_range(value: str, size: int) -> tuple[int, int] | None | str:
+    """One ``bytes=`` range to (first, last), None to ignore the header (malformed or several ranges),
+    or "unsatisfiable" (RFC 9110 14.2)."""
+    unit, _, spec = value.partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first_text, dash, last_text = spec.strip().partition("-")
+    if not dash:
+        return None
+    try:
+        if not first_text:
+            if not last_text.isdigit():
+                return None
+            suffix = int(last_text)
+            if suffix == 0 or size == 0:
+                return "unsatisfiable"
+            return max(0, size - suffix), size - 1
+        if not first_text.isdigit() or (last_text and not last_text.isdigit()):
+            return None
+        first = int(first_text)
+        last = int(last_text) if last_text else size - 1
+    except ValueError:
+        return None
+    if first >= size:
+        return "unsatisfiable"
+    if last < first:
+        return None
+    return first, min(last, size - 1)
+
+
+def _etag_matches(header: str, etag: str) -> bool:
+    if header.strip() == "*":
+        return True
+    weak = etag.removeprefix("W/")
+    return any(tag.strip().removeprefix("W/") == weak for tag in header.split(","))
+
+
+class StaticFiles:
+    """GET and HEAD of the files under ``root``; nothing outside it is ever opened."""
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.realpath(root)
+        if not os.path.isdir(self.root):
+            raise ValueError(f"{root}: not a directory")
+
+    def resolve(self, target: bytes) -> tuple[str | None, int]:
+        """The file a target names, or (None, status). Escapes (``..`` in any spelling, symlinks out,
+        NUL, backslashes) are 404: the client learns nothing about what lies outside."""
+        path = target.split(b"?", 1)[0].split(b"#", 1)[0]
+        if path.startswith((b"http://", b"https://")):
+            rest = path.split(b"//", 1)[1]
+            path = b"/" + rest.split(b"/", 1)[1] if b"/" in rest else b"/"
+        if not path.startswith(b"/"):
+            return None, 400
+        raw = unquote_to_bytes(path)
+        if b"\0" in raw or b"\\" in raw:
+            return None, 404
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return None, 404
+        parts = [p for p in text.split("/") if p not in ("", ".")]
+        if ".." in parts:
+            return None, 404
+        full = os.path.realpath(os.path.join(self.root, *parts))
+        if full != self.root and not full.startswith(self.root + os.sep):
+            return None, 404  # a symlink out of the directory
+        if os.path.isdir(full):
+            if not text.endswith("/"):
+                return "/" + "/".join(parts) + "/", 301
+            full = os.path.join(full, "index.html")
+            if os.path.realpath(full) != full and not os.path.realpath(full).startswith(self.root + os.sep):
+                return None, 404
+        if not os.path.isfile(full):
+            return None, 404
+        return full, 200
+
+    def __call__(self, ex: _Exchange) -> None:
+        request = ex.request
+        if request.method not in (b"GET", b"HEAD"):
+            known = request.method in (b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH", b"TRACE", b"CONNECT")
+            ex.simple(405 if known else 501, [("Allow", "GET, HEAD")])
+            return
+        path, status = self.resolve(request.target)
+        if status == 301:
+            assert path is not None
+            ex.simple(301, [("Location", path)])
+            return
+        if path is None:
+            ex.simple(status)
+            return
+        try:
+            file = open(path, "rb")  # noqa: SIM115 - closed below
+        except OSError:
+            ex.simple(404)
+            return
+        with file:
+            st = os.fstat(file.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                ex.simple(404)
+                return
+            size = st.st_size
+            etag = f'"{st.st_mtime_ns:x}-{size:x}"'
+            modified = email.utils.formatdate(st.st_mtime, usegmt=True)
+            ctype = mimetypes.guess_type(path)[0] or "application/octet-stream"
+            if ctype.startswith("text/"):
+                ctype += "; charset=utf-8"
+            common = [("ETag", etag), ("Last-Modified", modified), ("Accept-Ranges", "bytes")]
+            if self._not_modified(request, etag, int(st.st_mtime)):
+                ex.send_head(304, common)
+                return
+            first, last = 0, size - 1
+            status = 200
+            range_header = request.get(b"range")
+            if_range = request.get(b"if-range")
+            if range_header is not None and (if_range is None or if_range.decode("latin-1") in (etag, modified)):
+                chosen = _parse_range(range_header.decode("latin-1"), size)
+                if chosen == "unsatisfiable":
+                    ex.simple(416, [("Content-Range", f"bytes */{size}")])
+                    return
+                if isinstance(chosen, tuple):
+                    first, last = chosen
+                    status = 206
+                    common.append(("Content-Range", f"bytes {first}-{last}/{size}"))
+            length = last - first + 1
+            ex.send_head(status, [("Content-Type", ctype), *common], length=length)
+            if ex.head_only:
+                return
+            file.seek(first)
+            left = length
+            while left > 0:
+                block = file.read(min(_FILE_BLOCK, left))
+                if not block:
+                    raise _Closed  # the file shrank under us: the promised length cannot be kept
+                ex.conn.sock.sendall(block)
+                left -= len(block)
+
+    @staticmethod
+    def _not_modified(request: Request, etag: str, mtime: int) -> bool:
+        inm = request.get(b"if-none-match")
+        if inm is not None:  # RFC 9110 13.1.2: If-None-Match wins over If-Modified-Since
+            return _etag_matches(inm.decode("latin-1"), etag)
+        ims = request.get(b"if-modified-since")
+        if ims is None:
+            return False
+        try:
+            since = email.utils.parsedate_to_datetime(ims.decode("latin-1")).timestamp()
+        except (TypeError, ValueError, IndexError):
+            return False
+        return mtime <= since
+
+
+# ==================================================================== WSGI (PEP 3333)
+
+class WsgiInput:
+    """``wsgi.input``: the request body, Content-Length or chunked, read on demand."""
+
+    def __init__(self, exchange: _Exchange) -> None:
+        self._ex = exchange
+        self._buf = bytearray()
+
+    def _fill(self, want: int) -> None:
+        while want < 0 or len(self._buf) < want:
+            piece = self._ex.read_body_event()
+            if piece is None:
+                return
+            self._buf += piece
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            self._fill(-1)
+            size = len(self._buf)
+        else:
+            self._fill(size)
+        data = bytes(self._buf[:size])
+        del self._buf[:size]
+        return data
+
+    def readline(self, size: int | None = -1) -> bytes:
+        while b"\n" not in self._buf and (size is None or size < 0 or len(self._buf) < size):
+            before = len(self._buf)
+            self._fill(before + 1)
+            if len(self._buf) == before:
+                break
+        end = self._buf.find(b"\n")
+        end = len(self._buf) if end < 0 else end + 1
+        if size is not None and size >= 0:
+            end = min(end, size)
+        data = bytes(self._buf[:end])
+        del self._buf[:end]
+        return data
+
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        lines = []
+        total = 0
+        while line := self.readline():
+            lines.append(line)
+            total += len(line)
+            if 0 < hint <= total:
+                break
+        return lines
+
+    def __iter__(self) -> Iterator[bytes]:
+        while line := self.readline():
+            yield line
+
+
+class WsgiHandler:
+    def __init__(self, app: Callable[..., Iterable[bytes]], server_name: str = "usernet",
+                 port: int = 80) -> None:
+        self.app, self.server_name, self.port = app, server_name, port
+
+    def environ(self, ex: _Exchange) -> dict[str, Any]:
+        request = ex.request
+        target = request.target
+        if target.startswith((b"http://", b"https://")):
+            rest = target.split(b"//", 1)[1]
+            target = b"/" + rest.split(b"/", 1)[1] if b"/" in rest else b"/"
+        path, _, query = target.partition(b"?")
+        env: dict[str, Any] = {
+            "REQUEST_METHOD": request.method.decode("ascii"),
+            "SCRIPT_NAME": "",
+            "PATH_INFO": unquote_to_bytes(path).decode("latin-1"),
+            "QUERY_STRING": query.decode("latin-1"),
+            "RAW_URI": request.target.decode("latin-1"),
+            "SERVER_NAME": self.server_name,
+            "SERVER_PORT": str(self.port),
+            "SERVER_PROTOCOL": "HTTP/" + request.version.decode("ascii"),
+            "REMOTE_ADDR": ex.conn.peer[0],
+            "REMOTE_PORT": str(ex.conn.peer[1]),
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": "http",
+            "wsgi.input": WsgiInput(ex),
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": False,
+            "wsgi.run_once": False,
+            "wsgi.input_terminated": True,
+        }
+        for name, value in request.headers:
+            if b"_" in name:  # would alias a dash-spelt name in HTTP_*: drop, as servers do
+                continue
+            text = value.decode("latin-1")
+            if name == b"content-type":
+                env["CONTENT_TYPE"] = text
+                continue
+            if name == b"content-length":
+                env["CONTENT_LENGTH"] = text
+                continue
+            key = "HTTP_" + name.decode("ascii").upper().replace("-", "_")
+            env[key] = env[key] + "," + text if key in env else text
+        if request.chunked:
+            env.pop("CONTENT_LENGTH", None)
+        return env
+
+    def __call__(self, ex: _Exchange) -> None:
+        env = self.environ(ex)
+        state: dict[str, Any] = {"status": None, "headers": None}
+
+        def write(data: bytes) -> None:
+            if state["status"] is None:
+                raise AssertionError("write() before start_response()")
+            send_pending()
+            ex.write(data)
+
+        def send_pending(length: int | None = None) -> None:
+            if not ex.head_sent:
+                code, _, reason = state["status"].partition(" ")
+                ex.send_head(int(code), state["headers"], reason or None, length=length)
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[..., None]:
+            if exc_info is not None:
+                try:
+                    if ex.head_sent:
+                        raise exc_info[1].with_traceback(exc_info[2])
+                finally:
+                    exc_info = None
+            elif state["status"] is not None:
+                raise AssertionError("start_response() called twice without exc_info")
+            code = status.split(" ", 1)[0]
+            if len(code) != 3 or not code.isdigit():
+                raise ValueError(f"bad WSGI status {status!r}")
+            state["status"], state["headers"] = status, list(headers)
+            return write
+
+        result: Iterable[bytes] | None = None
+        try:
+            result = self.app(env, start_response)
+            if isinstance(result, (list, tuple)) and not ex.head_sent and state["status"] is not None:
+                send_pending(length=sum(len(b) for b in result) if not _has_length(state["headers"]) else None)
+                for block in result:
+                    ex.write(block)
+            else:
+                for block in result:
+                    if block:
+                        send_pending()
+                        ex.write(block)
+                if state["status"] is None:
+                    raise AssertionError("the application returned without calling start_response()")
+                send_pending(length=None if _has_length(state["headers"]) or ex.head_sent else 0)
+        except (_Closed, ConnectionError):
+            raise
+        except Exception:
+            log.exception("WSGI application %r failed on %s", self.app, ex.request.target)
+            ex.conn.server.counters["http.app_errors"] += 1
+            if ex.head_sent:
+                raise _Closed from None  # half a response already left: only closing tells the client
+            ex.close_after = True
+            ex.simple(500)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:
+                    log.exception("closing the WSGI iterable failed")
+
+
+def _has_length(headers: list[tuple[str, str]]) -> bool:
+    return any(n.lower() == "content-length" for n, _ in headers)
+
+
+# ==================================================================== entry points
+
+def serve(host: Host, app: Callable[..., Iterable[bytes]], port: int, **options: Any) -> HttpServer:
+    """Serve the WSGI application ``app`` on ``port`` of ``host`` (threads, in the background); returns
+    the server, whose ``close()`` stops it. Options: ``idle_timeout``, ``header_timeout``,
+    ``max_connections``, ``limits`` (:class:`usernet.proto.http.Limits`), ``address``."""
+    return HttpServer(host, port, WsgiHandler(app, port=port), **options)
+
+
+def serve_directory(host: Host, directory: str, port: int, **options: Any) -> HttpServer:
+    """Serve the files under ``directory`` (GET and HEAD) on ``port``."""
+    return HttpServer(host, port, StaticFiles(directory), **options)
+
+
+def load_wsgi_app(module: str, attribute: str) -> Callable[..., Iterable[bytes]]:
+    """``MODULE:CALLABLE`` as `--serve wsgi:` names it, found in the current directory or on PYTHONPATH."""
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+    mod = importlib.import_module(module)
+    obj: Any = mod
+    for part in attribute.split("."):
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ValueError(f"{module}:{attribute} is not callable")
+    return obj  # type: ignore[no-any-return]
+
+
+def parse_spec(spec: str) -> tuple[str, int, tuple[str, ...]]:
+    """``http:PORT:DIR`` or ``wsgi:PORT:MODULE:CALLABLE`` to (kind, port, rest); ValueError if malformed."""
+    kind, _, rest = spec.partition(":")
+    port_text, _, tail = rest.partition(":")
+    if not (port_text.isascii() and port_text.isdigit() and 0 < int(port_text) < 65536):
+        raise ValueError(f"expected {kind}:PORT:... with PORT 1..65535")
+    if kind == "http":
+        if not tail:
+            raise ValueError("expected http:PORT:DIR")
+        if "," in tail and not os.path.isdir(tail):
+            raise ValueError("TLS options (cert=, key=) are not supported yet")
+        if not os.path.isdir(tail):
+            raise ValueError(f"{tail}: not a directory")
+        return kind, int(port_text), (tail,)
+    if kind == "wsgi":
+        module, _, attribute = tail.partition(":")
+        if "," in attribute:
+            raise ValueError("TLS options (cert=, key=) are not supported yet")
+        if not module or not attribute:
+            raise ValueError("expected wsgi:PORT:MODULE:CALLABLE")
+        return kind, int(port_text), (module, attribute)
+    raise ValueError(f"unknown HTTP service {kind!r}")
+
+
+def start_spec(host: Host, kind: str, port: int, rest: tuple[str, ...]) -> HttpServer:
+    if kind == "http":
+        return serve_directory(host, rest[0], port)
+    return serve(host, load_wsgi_app(*rest), port)
+
