@@ -159,27 +159,40 @@ class Resolver:
                 lookup.receive(attempt, src, sport, data, time.monotonic())
 
     def _tcp(self, action: Send, timeout: float) -> bytes | None:
-        """One query over TCP (RFC 1035 4.2.2 framing): the answer, or None."""
-        end = time.monotonic() + timeout
-        try:
-            with self.host.create_connection((action.server, action.port), timeout=timeout) as conn:
-                conn.sendall(struct.pack("!H", len(action.payload)) + action.payload)
-                head = _read_exactly(conn, 2, end)
-                if head is None:
-                    return None
-                return _read_exactly(conn, struct.unpack("!H", head)[0], end)
-        except OSError:
-            return None
+        return tcp_exchange(self.host, action.server, action.port, action.payload, timeout)
 
 
-def _read_exactly(conn: Any, size: int, end: float) -> bytes | None:
+def tcp_exchange(host: Any, server: str, port: int, payload: bytes, timeout: float) -> bytes | None:
+    """One DNS message over TCP (RFC 1035 4.2.2: two-byte length framing) and its answer, or None."""
+    end = time.monotonic() + timeout
+    try:
+        with host.create_connection((server, port), timeout=timeout) as conn:
+            conn.sendall(struct.pack("!H", len(payload)) + payload)
+            return read_message(conn, end)
+    except OSError:
+        return None
+
+
+def read_message(conn: Any, end: float) -> bytes | None:
+    """One length-framed DNS message from a TCP connection by *end* (monotonic), or None."""
+    head = read_exactly(conn, 2, end)
+    if head is None:
+        return None
+    return read_exactly(conn, struct.unpack("!H", head)[0], end)
+
+
+def read_exactly(conn: Any, size: int, end: float) -> bytes | None:
+    """*size* bytes from *conn* by *end* (monotonic), or None on EOF or timeout."""
     got = bytearray()
     while len(got) < size:
         remaining = end - time.monotonic()
         if remaining <= 0:
             return None
         conn.settimeout(remaining)
-        chunk = conn.recv(size - len(got))
+        try:
+            chunk = conn.recv(size - len(got))
+        except TimeoutError:
+            return None
         if not chunk:
             return None
         got += chunk

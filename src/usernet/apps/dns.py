@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from usernet.api.resolver import read_message, tcp_exchange
 from usernet.proto.dns_client import parse_hosts
 from usernet.proto.dns_server import DnsResponder, Forward, ResponderConfig
 from usernet.wire import dns
@@ -209,10 +210,7 @@ class DnsServer:
         with conn:
             try:
                 while not self._stopped.is_set():
-                    head = _read_exactly(conn, 2, TCP_IDLE)
-                    if head is None:
-                        return
-                    payload = _read_exactly(conn, struct.unpack("!H", head)[0], TCP_IDLE)
+                    payload = read_message(conn, time.monotonic() + TCP_IDLE)
                     if payload is None:
                         return
                     result = self._handle(payload, client, "tcp")
@@ -296,26 +294,4 @@ class DnsServer:
 
     def _upstream_tcp(self, payload: bytes) -> bytes | None:
         assert self.upstream is not None
-        try:
-            with self.host.create_connection((self.upstream, dns.PORT), timeout=FORWARD_TIMEOUT) as conn:
-                conn.sendall(struct.pack("!H", len(payload)) + payload)
-                head = _read_exactly(conn, 2, FORWARD_TIMEOUT)
-                if head is None:
-                    return None
-                return _read_exactly(conn, struct.unpack("!H", head)[0], FORWARD_TIMEOUT)
-        except OSError:
-            return None
-
-
-def _read_exactly(conn: Any, size: int, timeout: float) -> bytes | None:
-    got = bytearray()
-    conn.settimeout(timeout)
-    while len(got) < size:
-        try:
-            chunk = conn.recv(size - len(got))
-        except TimeoutError:
-            return None
-        if not chunk:
-            return None
-        got += chunk
-    return bytes(got)
+        return tcp_exchange(self.host, self.upstream, dns.PORT, payload, FORWARD_TIMEOUT)
