@@ -590,7 +590,7 @@ def cmd_ping(args: argparse.Namespace) -> int:
     with host:
         destination = _resolve_destination(host, destination, "ping")
         try:
-            with host._lock:
+            with host.lock:
                 host.stack.next_hop(ipv4.addr(destination))
         except OSError as err:
             subnet = f"{ipv4.ntoa(host.stack.network)}/{host.stack.prefix}"

@@ -33,7 +33,7 @@ def query(host: Host, server: str, samples: int = 4, timeout: float = 2.0, inter
         machine = NtpClient(rng, host.stack.counters)
         with host.socket(_socket.AF_INET, _socket.SOCK_DGRAM) as sock:
             sock.connect((address, port))
-            with host._lock:
+            with host.lock:
                 payload = machine.request(wall())
             try:
                 sock.send(payload)
@@ -49,7 +49,7 @@ def query(host: Host, server: str, samples: int = 4, timeout: float = 2.0, inter
                 except OSError:
                     break  # ICMP port unreachable: nobody serves NTP there
                 t4 = wall()
-                with host._lock:
+                with host.lock:
                     sample = machine.response(data, t4)
                 if sample is not None:
                     got.append(sample)

@@ -249,13 +249,13 @@ class DhcpServerAgent:
 def serve_dhcp(host: Host, spec: str | dict[str, Any]) -> DhcpServerAgent:
     """Start a DHCP server on *host* (``spec`` as for ``--serve``); stopped when the host closes."""
     options = parse_server_spec(spec) if isinstance(spec, str) else spec
-    with host._lock:
+    with host.lock:
         config, iface = server_config(host.stack, options)
         agent = DhcpServerAgent(host.stack, config, iface, lease_file=options.get("lease_file"))
         host.kick()
 
     def stop() -> None:
-        with host._lock:
+        with host.lock:
             agent.stop()
 
     host.add_service(stop)

@@ -155,11 +155,11 @@ class DnsServer:
             thread.join(timeout=2)
 
     def _count(self, name: str) -> None:
-        with self.host._lock:
+        with self.host.lock:
             self.host.stack.counters[name] += 1
 
     def _handle(self, payload: bytes, client: str, transport: str) -> bytes | Forward | None:
-        with self.host._lock:  # the counters are the stack's
+        with self.host.lock:  # the counters are the stack's
             return self.responder.handle(payload, client, time.monotonic(), transport)
 
     # ------------------------------------------------------------- UDP
@@ -244,7 +244,7 @@ class DnsServer:
         def run() -> None:
             try:
                 upstream = self._ask_upstream(forward)
-                with self.host._lock:
+                with self.host.lock:
                     out = self.responder.relay(forward, upstream)
                 reply(out)
             except Exception:  # a worker must never die silently with the semaphore held

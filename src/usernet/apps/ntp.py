@@ -60,7 +60,7 @@ class NtpService:
         self._stamps: deque[float] = deque()
         self._ready = threading.Event()
         self._stopped = threading.Event()
-        with host._lock:
+        with host.lock:
             self.endpoint = host.stack.udp_open(0, port)
             self.endpoint.on_event = self._arrived
         self._thread = threading.Thread(target=self._loop, name="usernet-ntp", daemon=True)
@@ -80,7 +80,7 @@ class NtpService:
             self._ready.wait(0.5)
             self._ready.clear()
             while True:
-                with host._lock:
+                with host.lock:
                     item = self.endpoint.pop()
                     if item is None:
                         break
@@ -98,7 +98,7 @@ class NtpService:
         self._stopped.set()
         self._ready.set()
         self._thread.join(timeout=2)
-        with self.host._lock:
+        with self.host.lock:
             self.host.stack.udp_close(self.endpoint)
 
 
