@@ -45,6 +45,7 @@ from socket import (
 
 from usernet.api.host import Host
 from usernet.api.patch import patch, patched, unpatch
+from usernet.api.tls import TlsSocket
 
 __version__ = "0.1.0"
 
@@ -53,5 +54,5 @@ __all__ = [
     "MSG_PEEK", "MSG_WAITALL", "SO_RCVTIMEO", "SO_REUSEPORT", "SO_SNDTIMEO", "TCP_INFO", "TCP_USER_TIMEOUT", "SHUT_RD",
     "SHUT_RDWR", "SHUT_WR", "SOCK_DGRAM", "SOCK_STREAM", "SOL_SOCKET", "SO_BROADCAST", "SO_ERROR", "SO_KEEPALIVE",
     "SO_LINGER", "SO_RCVBUF", "SO_REUSEADDR", "SO_SNDBUF", "SO_TYPE", "TCP_KEEPCNT", "TCP_KEEPIDLE",
-    "TCP_KEEPINTVL", "TCP_NODELAY", "Host", "__version__", "patch", "patched", "unpatch",
+    "TCP_KEEPINTVL", "TCP_NODELAY", "Host", "__version__", "patch", "patched", "unpatch", "TlsSocket",
 ]

@@ -475,6 +475,15 @@ class Host(RuntimeState):
         self._sockets.add(sock)
         return sock
 
+    def wrap_tls(self, sock: Socket, context: Any, server_hostname: str | None = None, server_side: bool = False,
+                 do_handshake_on_connect: bool = True) -> Any:
+        """TLS over a usernet socket, as ``context.wrap_socket`` would give over a kernel one: a
+        :class:`~usernet.api.tls.TlsSocket` (``ssl.SSLContext.wrap_bio`` underneath). It owns *sock*."""
+        from usernet.api.tls import TlsSocket
+
+        return TlsSocket(sock, context, server_hostname=server_hostname, server_side=server_side,
+                         do_handshake_on_connect=do_handshake_on_connect)
+
     def create_connection(self, address: tuple[str, int], timeout: float | None | object = _DEFAULT,
                           source_address: tuple[str, int] | None = None) -> Socket:
         """Like ``socket.create_connection``: a connected TCP socket. A name is resolved (hosts

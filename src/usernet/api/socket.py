@@ -40,8 +40,8 @@ _NOT_RUNNING = "host is not running: use `with host:` or host.start()"
 _NO_DETACH = ("usernet sockets cannot be detached: fileno() is a readiness descriptor owned by usernet, "
               "not a connection; use dup() for a second handle on the same connection")
 _NO_SSL_WRAP = ("ssl.SSLContext.wrap_socket cannot wrap a usernet socket: it would adopt the socket's "
-                "readiness descriptor, which is not a connection. Use host.wrap_tls (coming with usernet's "
-                "TLS support) or ssl.MemoryBIO with SSLContext.wrap_bio over this socket")
+                "readiness descriptor, which is not a connection. Use host.wrap_tls(sock, context, "
+                "server_hostname=...) (ssl.MemoryBIO with SSLContext.wrap_bio over this socket)")
 
 
 def _refuse_ssl_adoption() -> None:
