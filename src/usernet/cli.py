@@ -444,7 +444,8 @@ def _parse_services(specs: Sequence[str]) -> list[tuple[str, str, int]]:
 
 
 def _parse_http_services(specs: Sequence[str]) -> list[tuple[str, str, int, tuple[str, ...]]]:
-    """--serve http:PORT:DIR and wsgi:PORT:MODULE:CALLABLE to (spec, kind, port, rest)."""
+    """--serve http:/https:PORT:DIR[,cert=,key=] and wsgi:PORT:MODULE:CALLABLE[,cert=,key=] to (spec,
+    kind, port, rest)."""
     from usernet.apps.http import parse_spec
 
     parsed: list[tuple[str, str, int, tuple[str, ...]]] = []
@@ -502,9 +503,9 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     dhcp_servers = _parse_dhcp_server_specs([s for s in args.serve or [] if s.startswith("dhcp-server:")])
     name_services = _parse_name_services([s for s in args.serve or [] if s.startswith(("dns:", "ntp:"))])
-    http_services = _parse_http_services([s for s in args.serve or [] if s.startswith(("http:", "wsgi:"))])
+    http_services = _parse_http_services([s for s in args.serve or [] if s.startswith(("http:", "https:", "wsgi:"))])
     services = _parse_services([s for s in args.serve or []
-                                if not s.startswith(("dhcp-server:", "dns:", "ntp:", "http:", "wsgi:"))])
+                                if not s.startswith(("dhcp-server:", "dns:", "ntp:", "http:", "https:", "wsgi:"))])
     host = _make_host(args)
     try:
         _add_links_and_routes(args, host)
@@ -1263,7 +1264,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--forward", action="store_true", help="route between the interfaces (RFC 1812)")
     up.add_argument("--serve", action="append", metavar="SPEC",
                     help="echo:PORT, discard:PORT, chargen:PORT, dns:PORT[,record=NAME=IP,...,hosts=FILE,"
-                         "forward=IP], ntp:PORT[,stratum=N], http:PORT:DIR (static files), wsgi:PORT:MODULE:CALLABLE "
+                         "forward=IP], ntp:PORT[,stratum=N], http:PORT:DIR (static files), "
+                         "https:PORT:DIR,cert=PEM,key=PEM, wsgi:PORT:MODULE:CALLABLE[,cert=PEM,key=PEM] "
                          "(a WSGI app found in the current directory or on PYTHONPATH) "
                          "(repeatable, one service a port)")
     up.set_defaults(func=cmd_up)

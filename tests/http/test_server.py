@@ -366,8 +366,9 @@ def test_concurrent_clients(host: usernet.Host, wsgi: int) -> None:
 # ==================================================================== specs and loading
 
 def test_specs_and_module_loading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert parse_spec(f"http:80:{tmp_path}") == ("http", 80, (str(tmp_path),))
-    assert parse_spec("wsgi:8000:mod:app") == ("wsgi", 8000, ("mod", "app"))
+    # (target..., cert, key): no TLS without cert= and key=
+    assert parse_spec(f"http:80:{tmp_path}") == ("http", 80, (str(tmp_path), "", ""))
+    assert parse_spec("wsgi:8000:mod:app") == ("wsgi", 8000, ("mod", "app", "", ""))
     for bad in ("http:0:/", "http:80", f"http:80:{tmp_path}/missing", "wsgi:80:mod", "wsgi:x:mod:app"):
         with pytest.raises(ValueError):
             parse_spec(bad)

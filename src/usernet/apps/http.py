@@ -16,6 +16,7 @@ import importlib
 import logging
 import mimetypes
 import os
+import ssl
 import stat
 import sys
 import threading
@@ -251,8 +252,9 @@ class HttpServer:
 
     def __init__(self, host: Host, port: int, handler: Handler, *, address: str = "",
                  limits: Limits | None = None, idle_timeout: float = 30.0, header_timeout: float = 10.0,
-                 max_connections: int = 256, backlog: int = 128) -> None:
+                 max_connections: int = 256, backlog: int = 128, tls: ssl.SSLContext | None = None) -> None:
         self.host, self.port, self.handler = host, port, handler
+        self.tls = tls  # a server-side context: every connection is TLS (host.wrap_tls)
         self.limits = limits or Limits()
         self.idle_timeout, self.header_timeout = idle_timeout, header_timeout
         self.max_connections = max_connections
@@ -299,6 +301,17 @@ class HttpServer:
 
     def _run(self, conn: _Connection) -> None:
         try:
+            if self.tls is not None:
+                # The handshake runs on the connection's own thread: a slow or plain-text client
+                # holds up nobody, and a failed handshake just ends this connection.
+                conn.sock.settimeout(self.header_timeout)
+                try:
+                    conn.sock = self.host.wrap_tls(conn.sock, self.tls, server_side=True)
+                except (OSError, ValueError) as err:
+                    self.counters["http.tls_failed"] += 1
+                    log.debug("TLS handshake with %s:%d failed: %s", conn.peer[0], conn.peer[1], err)
+                    conn.sock.close()
+                    return
             conn.run()
         finally:
             with self._lock:
@@ -691,31 +704,54 @@ def load_wsgi_app(module: str, attribute: str) -> Callable[..., Iterable[bytes]]
 
 
 def parse_spec(spec: str) -> tuple[str, int, tuple[str, ...]]:
-    """``http:PORT:DIR`` or ``wsgi:PORT:MODULE:CALLABLE`` to (kind, port, rest); ValueError if malformed."""
+    """``http:PORT:DIR``, ``https:PORT:DIR,cert=PEM,key=PEM`` or
+    ``wsgi:PORT:MODULE:CALLABLE[,cert=PEM,key=PEM]`` to (kind, port, rest); rest ends with the
+    certificate and key paths ("" without TLS). ValueError if malformed."""
     kind, _, rest = spec.partition(":")
     port_text, _, tail = rest.partition(":")
     if not (port_text.isascii() and port_text.isdigit() and 0 < int(port_text) < 65536):
         raise ValueError(f"expected {kind}:PORT:... with PORT 1..65535")
-    if kind == "http":
+    tail, _, option_text = tail.partition(",")
+    options: dict[str, str] = {}
+    for item in filter(None, option_text.split(",")):
+        key, eq, value = item.partition("=")
+        if key not in ("cert", "key") or not eq or not value:
+            raise ValueError(f"unknown option {item!r} (cert=PEM, key=PEM)")
+        options[key] = value
+    tls = bool(options) or kind == "https"
+    if tls:
+        if set(options) != {"cert", "key"}:
+            raise ValueError("TLS needs cert=PEM and key=PEM")
+        for path in options.values():
+            if not os.path.isfile(path):
+                raise ValueError(f"{path}: no such file")
+    if kind in ("http", "https"):
+        if kind == "http" and tls:
+            raise ValueError("cert= and key= belong to https:PORT:DIR")
         if not tail:
-            raise ValueError("expected http:PORT:DIR")
-        if "," in tail and not os.path.isdir(tail):
-            raise ValueError("TLS options (cert=, key=) are not supported yet")
+            raise ValueError(f"expected {kind}:PORT:DIR")
         if not os.path.isdir(tail):
             raise ValueError(f"{tail}: not a directory")
-        return kind, int(port_text), (tail,)
+        return kind, int(port_text), (tail, options.get("cert", ""), options.get("key", ""))
     if kind == "wsgi":
         module, _, attribute = tail.partition(":")
-        if "," in attribute:
-            raise ValueError("TLS options (cert=, key=) are not supported yet")
         if not module or not attribute:
             raise ValueError("expected wsgi:PORT:MODULE:CALLABLE")
-        return kind, int(port_text), (module, attribute)
+        return kind, int(port_text), (module, attribute, options.get("cert", ""), options.get("key", ""))
     raise ValueError(f"unknown HTTP service {kind!r}")
 
 
+def server_context(cert: str, key: str) -> ssl.SSLContext:
+    """A server-side TLS context from PEM files (ssl's defaults: TLS 1.2 and later)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context
+
+
 def start_spec(host: Host, kind: str, port: int, rest: tuple[str, ...]) -> HttpServer:
-    if kind == "http":
-        return serve_directory(host, rest[0], port)
-    return serve(host, load_wsgi_app(*rest), port)
+    *target, cert, key = rest
+    tls = server_context(cert, key) if cert else None
+    if kind in ("http", "https"):
+        return serve_directory(host, target[0], port, tls=tls)
+    return serve(host, load_wsgi_app(*target), port, tls=tls)
 
