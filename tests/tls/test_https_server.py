@@ -71,7 +71,7 @@ def test_wsgi_over_https(pki: Any) -> None:
             Client.usernet_host = a
             conn = Client(B, 8444, context=client_context(pki), timeout=5)
             conn.request("GET", "/")
-            assert conn.getresponse().read().startswith(b"scheme ")
+            assert conn.getresponse().read() == b"scheme https"
             conn.close()
             server.close()
     finally:

@@ -584,7 +584,7 @@ class WsgiHandler:
             "REMOTE_ADDR": ex.conn.peer[0],
             "REMOTE_PORT": str(ex.conn.peer[1]),
             "wsgi.version": (1, 0),
-            "wsgi.url_scheme": "http",
+            "wsgi.url_scheme": "https" if ex.conn.server.tls is not None else "http",
             "wsgi.input": WsgiInput(ex),
             "wsgi.errors": sys.stderr,
             "wsgi.multithread": True,
