@@ -142,7 +142,7 @@ def test_two_interfaces_longest_prefix_wins() -> None:
                 sock.connect((target, 9))
                 assert sock.getsockname()[0] == source
         names = [i["name"] for i in host.interfaces()]
-        assert names == ["lo", "mem" + names[1][3:], "narrow0"] or names[0] == "lo" and names[2] == "narrow0"
+        assert len(names) == 3 and names[0] == "lo" and names[2] == "narrow0"  # names[1]: the switch port's
 
 
 def test_secondary_address_and_removal_fails_bound_sockets() -> None:

@@ -209,6 +209,40 @@ def _shared(name: str) -> Any:
     return property(operator.attrgetter(f"_s.{name}"), lambda self, value: setattr(self._s, name, value))
 
 
+def make_file(sock: Any, mode: str = "r", buffering: int | None = None, encoding: str | None = None,
+              errors: str | None = None, newline: str | None = None) -> Any:
+    """``socket.socket.makefile`` for any socket-like object with recv_into/send and an
+    ``_io_refs`` count (usernet sockets, TLS sockets): the standard library's raw ``SocketIO``
+    moves the bytes, and the object stays open until its last file is closed."""
+    if not set(mode) <= {"r", "w", "b"}:
+        raise ValueError(f"invalid mode {mode!r} (only r, w, b allowed)")
+    writing = "w" in mode
+    reading = "r" in mode or not writing
+    rawmode = ("r" if reading else "") + ("w" if writing else "")
+    raw = _socket.SocketIO(sock, rawmode)  # type: ignore[arg-type]
+    sock._io_refs += 1
+    if buffering is None:
+        buffering = -1
+    if buffering < 0:
+        buffering = io.DEFAULT_BUFFER_SIZE
+    if buffering == 0:
+        if "b" not in mode:
+            raise ValueError("unbuffered streams must be binary")
+        return raw
+    buffer: Any
+    if reading and writing:
+        buffer = io.BufferedRWPair(raw, raw, buffering)
+    elif reading:
+        buffer = io.BufferedReader(raw, buffering)
+    else:
+        buffer = io.BufferedWriter(raw, buffering)
+    if "b" in mode:
+        return buffer
+    text = io.TextIOWrapper(buffer, encoding, errors, newline)
+    text.mode = mode  # type: ignore[misc]
+    return text
+
+
 class Socket:
     """A usernet socket: create with :meth:`Host.socket`."""
 
@@ -439,34 +473,8 @@ class Socket:
     def makefile(self, mode: str = "r", buffering: int | None = None, *, encoding: str | None = None,
                  errors: str | None = None, newline: str | None = None) -> Any:
         """File objects over the socket, as ``socket.socket.makefile`` (used by http.client and
-        socketserver). The standard library's raw ``SocketIO`` does the byte moving."""
-        if not set(mode) <= {"r", "w", "b"}:
-            raise ValueError(f"invalid mode {mode!r} (only r, w, b allowed)")
-        writing = "w" in mode
-        reading = "r" in mode or not writing
-        rawmode = ("r" if reading else "") + ("w" if writing else "")
-        raw = _socket.SocketIO(self, rawmode)  # type: ignore[arg-type]
-        self._io_refs += 1
-        if buffering is None:
-            buffering = -1
-        if buffering < 0:
-            buffering = io.DEFAULT_BUFFER_SIZE
-        if buffering == 0:
-            if "b" not in mode:
-                raise ValueError("unbuffered streams must be binary")
-            return raw
-        buffer: Any
-        if reading and writing:
-            buffer = io.BufferedRWPair(raw, raw, buffering)
-        elif reading:
-            buffer = io.BufferedReader(raw, buffering)
-        else:
-            buffer = io.BufferedWriter(raw, buffering)
-        if "b" in mode:
-            return buffer
-        text = io.TextIOWrapper(buffer, encoding, errors, newline)
-        text.mode = mode  # type: ignore[misc]
-        return text
+        socketserver)."""
+        return make_file(self, mode, buffering, encoding, errors, newline)
 
     # ================================================================= options
     #

@@ -12,7 +12,6 @@ or ``SSLWantWriteError`` on a non-blocking socket, and ``makefile`` through ``so
 
 from __future__ import annotations
 
-import io
 import socket as _socket
 import ssl
 import threading
@@ -20,6 +19,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeVar
+
+from usernet.api.socket import make_file
 
 _T = TypeVar("_T")
 _CHUNK = 65536  # the largest plaintext one send() encrypts, and one socket read
@@ -328,33 +329,7 @@ class TlsSocket:
     def makefile(self, mode: str = "r", buffering: int | None = None, *, encoding: str | None = None,
                  errors: str | None = None, newline: str | None = None) -> Any:
         """File objects over the TLS connection, as ``socket.socket.makefile``."""
-        if not set(mode) <= {"r", "w", "b"}:
-            raise ValueError(f"invalid mode {mode!r} (only r, w, b allowed)")
-        writing = "w" in mode
-        reading = "r" in mode or not writing
-        rawmode = ("r" if reading else "") + ("w" if writing else "")
-        raw = _socket.SocketIO(self, rawmode)  # type: ignore[arg-type]
-        self._io_refs += 1
-        if buffering is None:
-            buffering = -1
-        if buffering < 0:
-            buffering = io.DEFAULT_BUFFER_SIZE
-        if buffering == 0:
-            if "b" not in mode:
-                raise ValueError("unbuffered streams must be binary")
-            return raw
-        buffer: Any
-        if reading and writing:
-            buffer = io.BufferedRWPair(raw, raw, buffering)
-        elif reading:
-            buffer = io.BufferedReader(raw, buffering)
-        else:
-            buffer = io.BufferedWriter(raw, buffering)
-        if "b" in mode:
-            return buffer
-        text = io.TextIOWrapper(buffer, encoding, errors, newline)
-        text.mode = mode  # type: ignore[misc]
-        return text
+        return make_file(self, mode, buffering, encoding, errors, newline)
 
     # ================================================================= TLS state
 
