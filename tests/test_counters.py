@@ -482,7 +482,7 @@ def test_reset_sent_by_abort_and_by_a_closed_port() -> None:
     net.exchange()  # RST|ACK from the closed port; a has no such connection and stays silent
     assert delta(before_b, b.all_counters()) == {
         "tcp.segments_sent": 2, "tcp.resets_sent": 2, "ipv4.tx": 2,
-        "eth.rx": 1, "ipv4.rx": 1, "tcp.segments_received": 1, "tcp.closed_port": 1,
+        "eth.rx": 1, "ipv4.rx": 1, "tcp.segments_received": 1, "tcp.closed_port": 1, "tcp.syns_received": 1,
     }
     assert delta(before_a, a.all_counters()) == {
         "eth.rx": 2, "ipv4.rx": 2, "tcp.segments_received": 2, "tcp.resets_received": 2,

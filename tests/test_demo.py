@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import re
+import shutil
 
 import pytest
 
@@ -80,3 +81,13 @@ def test_alice_resolves_bob_by_name_before_they_talk(demo) -> None:
     assert "   bob -> 10.0.0.2 (bob's DNS answers for bob.demo.test)" in text
     assert "alice.demo.test -> 10.0.0.1" in text
     assert text.index("alice looks up") < text.index("TCP echo on bob's port 7")
+
+
+def test_demo_ends_with_https_by_name(demo) -> None:
+    _, text = demo
+    step = text[text.index("== HTTPS by name"):]
+    if shutil.which("openssl") is None:
+        assert "skipped: making a certificate needs the openssl command line" in step
+    else:
+        assert "alice got 200 OK: 'hello 10.0.0.1, from a WSGI app on bob (https)'" in step
+    assert step.index("== counters: alice") > 0  # the last step before the counters

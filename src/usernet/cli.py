@@ -1358,6 +1358,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run a library module as a script, as python -m does")
     run.add_argument("program", nargs=argparse.REMAINDER, metavar="-- SCRIPT.py [ARGS]")
     run.set_defaults(func=cmd_run)
+
+    from usernet.cli_get import add_parser as add_get_parser
+
+    add_get_parser(sub)
     return parser
 
 

@@ -177,3 +177,84 @@ def test_a_kernel_socket_still_wraps(hosts) -> None:
         wrapped = client_context().wrap_socket(plain, server_hostname="peer", do_handshake_on_connect=False)
         assert isinstance(wrapped, ssl.SSLSocket)
         wrapped.close()
+
+
+
+def anonymous_context(server_side: bool) -> ssl.SSLContext:
+    """TLS 1.2 with anonymous ECDH: enough to see the wrapper work, no certificate needed."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server_side else ssl.PROTOCOL_TLS_CLIENT)
+    if not server_side:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    context.minimum_version = context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers("aNULL:@SECLEVEL=0")
+    return context
+
+
+def tls_echo_once(host: usernet.Host, port: int) -> threading.Thread:
+    listener = host.create_server(("", port))
+
+    def serve() -> None:
+        with listener:
+            conn, _ = listener.accept()
+        try:
+            with host.wrap_tls(conn, anonymous_context(True), server_side=True) as tls:
+                while data := tls.recv(100):
+                    tls.sendall(data)
+        except OSError:
+            return
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_under_the_patch_wrap_socket_gives_the_tls_wrapper_and_no_descriptor_moves(hosts) -> None:
+    """usernet.patched(host): wrap_socket on a usernet socket is host.wrap_tls (nothing adopted,
+    nothing closed); after unpatch() the refusal is back."""
+    from usernet.api.tls import TlsSocket
+
+    a, b = hosts
+    thread = tls_echo_once(b, 443)
+    with usernet.patched(a):
+        conn = a.create_connection((B, 443), timeout=5)
+        fd = conn.fileno()
+        before = fd_table()
+        tls = anonymous_context(False).wrap_socket(conn, server_hostname="peer", suppress_ragged_eofs=False)
+        assert isinstance(tls, TlsSocket) and tls.version() == "TLSv1.2"
+        assert tls.suppress_ragged_eofs is False and tls.server_hostname == "peer"
+        assert fd_table() == before and tls.fileno() == fd
+        tls.sendall(b"through the wrapper")
+        assert tls.recv(100) == b"through the wrapper"
+        # TLS in TLS goes through the wrapper as well, never through ssl's adoption of fileno()
+        inner = client_context().wrap_socket(tls, do_handshake_on_connect=False)
+        assert isinstance(inner, TlsSocket) and fd_table() == before
+        tls.close()
+    thread.join(10)
+    echo_once(b, 444)
+    with a.create_connection((B, 444), timeout=5) as conn:
+        conn.fileno()
+        before = fd_table()
+        with pytest.raises(OSError) as info:
+            client_context().wrap_socket(conn, server_hostname="peer")
+        assert info.value.errno == errno.EOPNOTSUPP and "usernet.patched" in str(info.value)
+        gc.collect()
+        assert fd_table() == before
+
+
+def test_outside_the_patch_ssl_cannot_adopt_a_tls_wrapper_either(hosts) -> None:
+    """ssl.wrap_socket on a TlsSocket (TLS in TLS) would adopt the readiness fd through it."""
+    a, b = hosts
+    thread = tls_echo_once(b, 443)
+    conn = a.create_connection((B, 443), timeout=5)
+    with a.wrap_tls(conn, anonymous_context(False)) as tls:
+        tls.fileno()
+        before = fd_table()
+        with pytest.raises(OSError) as info:
+            client_context().wrap_socket(tls, server_hostname="inner")
+        assert info.value.errno == errno.EOPNOTSUPP
+        gc.collect()
+        assert fd_table() == before
+        tls.sendall(b"intact")
+        assert tls.recv(100) == b"intact"
+    thread.join(10)

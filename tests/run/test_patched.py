@@ -7,10 +7,12 @@ and `b` (10.7.0.2, driven through usernet's own API in threads: the far end).
 from __future__ import annotations
 
 import asyncio
+import errno
 import http.client
 import selectors
 import socket
 import socketserver
+import ssl
 import threading
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -20,12 +22,14 @@ import pytest
 
 import usernet
 from usernet.api.socket import Socket
+from usernet.api.tls import TlsSocket
 from usernet.links.memory import Switch
 
 KERNEL_SOCKET = socket.socket
 ORIGINALS = {name: getattr(socket, name) for name in (
     "socket", "create_connection", "create_server", "getaddrinfo", "gethostbyname", "gethostbyname_ex",
     "gethostbyaddr", "getfqdn")}
+ORIGINAL_WRAP = ssl.SSLContext.wrap_socket
 BODY = b"hello from usernet b\n"
 
 
@@ -106,6 +110,7 @@ def test_patched_replaces_and_restores(hosts: tuple[usernet.Host, usernet.Host])
         assert isinstance(sock, Socket) and isinstance(sock, socket.socket)
         sock.close()
     assert {name: getattr(socket, name) for name in ORIGINALS} == ORIGINALS
+    assert ssl.SSLContext.wrap_socket is ORIGINAL_WRAP
 
 
 def test_restored_after_an_exception(hosts: tuple[usernet.Host, usernet.Host]) -> None:
@@ -113,6 +118,7 @@ def test_restored_after_an_exception(hosts: tuple[usernet.Host, usernet.Host]) -
     with pytest.raises(ZeroDivisionError), usernet.patched(a):
         raise ZeroDivisionError("inside the block")
     assert {name: getattr(socket, name) for name in ORIGINALS} == ORIGINALS
+    assert ssl.SSLContext.wrap_socket is ORIGINAL_WRAP
 
 
 def test_nesting_is_refused(hosts: tuple[usernet.Host, usernet.Host]) -> None:
@@ -345,3 +351,225 @@ def test_asyncio_server(hosts: tuple[usernet.Host, usernet.Host]) -> None:
     with usernet.patched(a):
         asyncio.run(asyncio.wait_for(main(), 20))
     assert out == [b"\ncba"]
+
+
+# ------------------------------------------------------------------ TLS: ssl.SSLContext.wrap_socket while patched
+
+def _tls_server(b: usernet.Host, pki: Any, count: int = 1, cert: Any = None, key: Any = None) -> int:
+    """An HTTPS responder on b (host.wrap_tls): for each of *count* connections, answers every
+    request on it with BODY (keep-alive) until the client closes; returns its port."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert or pki.cert, key or pki.key)
+    server = b.create_server(("10.7.0.2", 0))
+
+    def one(conn: Any) -> None:
+        try:
+            with b.wrap_tls(conn, context, server_side=True) as tls:
+                answer(tls)
+        except OSError:  # a failed handshake (ssl.SSLError is one), the host closed at teardown
+            return
+
+    def answer(tls: Any) -> None:
+        tls.settimeout(10)
+        data = b""
+        while True:
+            while b"\r\n\r\n" not in data:
+                chunk = tls.recv(4096)
+                if not chunk:
+                    return
+                data += chunk
+            head, _, data = data.partition(b"\r\n\r\n")
+            length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), 0)
+            while len(data) < length:
+                data += tls.recv(4096)
+            body, data = (head.split(b" ")[0] + b" " + data[:length] if length else BODY), data[length:]
+            tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+    def serve() -> None:
+        with server:
+            for _ in range(count):
+                conn, _ = server.accept()
+                _thread(one, conn)
+
+    _thread(serve)
+    return int(server.getsockname()[1])
+
+
+def _client_context(pki: Any) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(pki.ca))
+
+
+def test_wrap_socket_gives_the_tls_wrapper_while_patched(hosts: tuple[usernet.Host, usernet.Host], run_pki) -> None:
+    a, b = hosts
+    port = _tls_server(b, run_pki)
+    with usernet.patched(a):
+        raw = socket.create_connection(("peer.test", port), timeout=10)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        tls = _client_context(run_pki).wrap_socket(raw, server_hostname="peer.test")
+        assert isinstance(tls, TlsSocket) and not isinstance(tls, ssl.SSLSocket)
+        assert isinstance(tls, socket.socket)  # as an SSLSocket is one
+        assert tls.version() in ("TLSv1.2", "TLSv1.3") and tls.cipher() is not None
+        assert tls.server_hostname == "peer.test" and tls.context.verify_mode == ssl.CERT_REQUIRED
+        assert tls.getpeercert()["subjectAltName"][0] == ("DNS", "peer.test")
+        der = tls.getpeercert(binary_form=True)
+        assert isinstance(der, bytes) and ssl.DER_cert_to_PEM_cert(der).startswith("-----BEGIN CERTIFICATE")
+        assert tls.selected_alpn_protocol() is None and tls.pending() == 0
+        assert (tls.family, tls.type, tls.proto) == (socket.AF_INET, socket.SOCK_STREAM, 0)
+        assert tls.gettimeout() == 10 and tls.fileno() >= 0
+        assert tls.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        tls.sendall(b"GET / HTTP/1.1\r\nHost: peer.test\r\n\r\n")
+        with tls.makefile("rb") as reader:
+            assert reader.readline() == b"HTTP/1.1 200 OK\r\n"
+        tls.close()
+    # a kernel socket still gets a real SSLSocket while patched
+    listener = KERNEL_SOCKET()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    with usernet.patched(a), listener, KERNEL_SOCKET() as plain:
+        plain.connect(listener.getsockname())
+        insecure = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        insecure.check_hostname, insecure.verify_mode = False, ssl.CERT_NONE
+        wrapped = insecure.wrap_socket(plain, do_handshake_on_connect=False)
+        assert isinstance(wrapped, ssl.SSLSocket)
+        wrapped.close()
+    assert ssl.SSLContext.wrap_socket is ORIGINAL_WRAP  # restored
+
+
+def test_https_connection_and_urlopen(hosts: tuple[usernet.Host, usernet.Host], run_pki,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    a, b = hosts
+    port = _tls_server(b, run_pki, count=2)
+    with usernet.patched(a):
+        conn = http.client.HTTPSConnection("peer.test", port, timeout=10, context=_client_context(run_pki))
+        for _ in range(2):  # keep-alive: both on one connection
+            conn.request("POST", "/echo", body=b"posted")
+            assert conn.getresponse().read() == b"POST posted"
+        assert isinstance(conn.sock, TlsSocket)
+        conn.close()
+        with urllib.request.urlopen(f"https://peer.test:{port}/", timeout=10,
+                                    context=_client_context(run_pki)) as response:
+            assert response.read() == BODY
+
+
+def test_untrusted_certificate_fails_verification(hosts: tuple[usernet.Host, usernet.Host], run_pki) -> None:
+    a, b = hosts
+    port = _tls_server(b, run_pki, cert=run_pki.rogue_cert, key=run_pki.rogue_key)
+    with usernet.patched(a):
+        conn = http.client.HTTPSConnection("peer.test", port, timeout=10, context=_client_context(run_pki))
+        with pytest.raises(ssl.SSLCertVerificationError):
+            conn.request("GET", "/")
+
+
+def test_wrap_before_connect_and_a_wrapped_listener(hosts: tuple[usernet.Host, usernet.Host], run_pki) -> None:
+    """Both SSLSocket idioms: wrap an unconnected socket and connect() it; wrap a listening socket
+    (http.server's HTTPS recipe) and accept() TLS connections from it."""
+    a, _ = hosts
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(run_pki.cert, run_pki.key)
+    with usernet.patched(a):
+        listener = server_context.wrap_socket(socket.create_server(("10.7.0.1", 0)), server_side=True)
+        port = listener.getsockname()[1]
+        got: list[bytes] = []
+
+        def serve() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                got.append(conn.recv(100))
+                conn.sendall(b"over loopback")
+
+        thread = _thread(serve)
+        client = _client_context(run_pki).wrap_socket(socket.socket(), server_hostname="10.7.0.1")
+        with pytest.raises(OSError):
+            client.version() or client.getpeername()  # not connected yet
+        client.settimeout(10)
+        client.connect(("10.7.0.1", port))
+        assert client.version() is not None
+        client.sendall(b"hello listener")
+        assert client.recv(100) == b"over loopback"
+        client.close()
+        thread.join(10)
+        listener.close()
+    assert got == [b"hello listener"]
+
+
+def test_socket_options_libraries_set(hosts: tuple[usernet.Host, usernet.Host]) -> None:
+    a, b = hosts
+    port, server = _echo_server(b)
+    with usernet.patched(a):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        for level, option, value in ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),
+                                     (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
+                                     (socket.IPPROTO_IP, socket.IP_TOS, 0x10),
+                                     (socket.SOL_SOCKET, socket.SO_REUSEADDR, 1),
+                                     (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 30),
+                                     (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 5),
+                                     (socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 4)):
+            sock.setsockopt(level, option, value)
+            assert sock.getsockopt(level, option) == value
+        assert isinstance(sock, socket.socket) and sock.gettimeout() is None
+        assert (sock.family, sock.type, sock.proto) == (socket.AF_INET, socket.SOCK_STREAM, 0)
+        sock.settimeout(10)
+        sock.connect(("10.7.0.2", port))
+        assert sock.fileno() >= 0
+        sock.sendall(b"opts")
+        assert sock.recv(4) == b"opts"
+        with pytest.raises(OSError) as info:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_PRIORITY, 1)
+        assert info.value.errno == errno.ENOPROTOOPT
+        sock.close()
+    server.join(10)
+
+
+def _asyncio_tls_echo(a: usernet.Host, b_host: str, server_context: ssl.SSLContext,
+                      client_context: ssl.SSLContext) -> list[bytes]:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        line = await reader.readline()
+        writer.write(line.upper())
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+    async def main() -> list[bytes]:
+        server = await asyncio.start_server(handle, "0.0.0.0", 0, ssl=server_context)
+        port = server.sockets[0].getsockname()[1]
+        out = []
+        reader, writer = await asyncio.open_connection(b_host, port, ssl=client_context)
+        assert writer.get_extra_info("ssl_object").version() is not None
+        writer.write(b"streams over tls\n")
+        out.append(await reader.readline())
+        writer.close()
+        await writer.wait_closed()
+        loop = asyncio.get_running_loop()
+        got: asyncio.Future[bytes] = loop.create_future()
+
+        class Proto(asyncio.Protocol):
+            def connection_made(self, transport: Any) -> None:
+                transport.write(b"protocol over tls\n")
+
+            def data_received(self, data: bytes) -> None:
+                if not got.done():
+                    got.set_result(data)
+
+        transport, _ = await loop.create_connection(Proto, b_host, port, ssl=client_context)
+        out.append(await got)
+        transport.close()
+        server.close()
+        await server.wait_closed()
+        return out
+
+    with usernet.patched(a):
+        return asyncio.run(asyncio.wait_for(main(), 20))
+
+
+def test_asyncio_tls_client_and_server(hosts: tuple[usernet.Host, usernet.Host], run_pki) -> None:
+    """asyncio's own SSLProtocol (MemoryBIO) over usernet sockets in the selector loop, both ends
+    on the patched host (a connects to itself by name: usernet.test is a's own address)."""
+    a, _ = hosts
+    a.hosts_table["usernet.test"] = ["10.7.0.1"]
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(run_pki.cert, run_pki.key)
+    out = _asyncio_tls_echo(a, "usernet.test", server_context, _client_context(run_pki))
+    assert out == [b"STREAMS OVER TLS\n", b"PROTOCOL OVER TLS\n"]

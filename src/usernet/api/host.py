@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from usernet.api.runtime import RuntimeState
+from usernet.api.shedding import LoadShedding
 from usernet.links.base import Link
 from usernet.stack.core import Interface, Stack, StackConfig
 from usernet.wire import ethernet, ipv4
@@ -74,6 +75,8 @@ class Host(RuntimeState):
                            name=getattr(link, "name", None) or "eth0")
         #: (interface, link) for every interface with a link: the primary first
         self._links: list[tuple[Interface, Link]] = [(self.stack.primary, link)]
+        self._shedding = LoadShedding(self.stack)
+        self._shedding.add(self.stack.primary, link)
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         self._wake_r, self._wake_w = os.pipe()
@@ -133,6 +136,7 @@ class Host(RuntimeState):
                                              addresses=addresses)
             iface.gso_max = int(getattr(link, "gso_max", 0) or 0)
             self._links.append((iface, link))
+            self._shedding.add(iface, link)
         self._wake()  # the runtime thread waits on the new link from its next round
         return iface
 
@@ -323,7 +327,7 @@ class Host(RuntimeState):
                     budget = RX_BUDGET_FRAMES
                     until = time.monotonic() + RX_BUDGET_SECONDS
                     backlog = False
-                    order = list(links.values())
+                    order = list(self._links)  # now, not as before select: a tap added meanwhile sees this pass
                     if len(order) > 1:  # each pass starts at the next link: a flooded one cannot starve the rest
                         rotate = self._rx_passes % len(order)
                         order = order[rotate:] + order[:rotate]
@@ -355,6 +359,7 @@ class Host(RuntimeState):
                     if backlog:
                         stack.counters["host.rx_budget_exhausted"] += 1
                     self._flush()
+                    self._shedding.tick(time.monotonic())
         except Exception:
             log.exception("usernet runtime thread crashed")
             self.stack.counters["host.runtime_crash"] += 1

@@ -7,17 +7,30 @@
   :class:`~usernet.api.socket.Socket` of *host*; every other family or type (AF_UNIX, AF_INET6,
   AF_PACKET, SOCK_RAW) and every call that adopts a descriptor (``fileno=``, which the socket
   module's own ``socketpair``, ``fromfd`` and kernel ``accept`` use) gives a kernel
-  ``socket.socket`` as before. ``isinstance(obj, socket.socket)`` holds for both kinds;
+  ``socket.socket`` as before. ``isinstance(obj, socket.socket)`` holds for both kinds, and for
+  the TLS wrapper below;
 * ``create_connection``, ``create_server`` (AF_INET: on *host*; another family: the kernel's),
   ``getaddrinfo`` (IPv4 only, names through the host's hosts table and DNS), ``gethostbyname``,
   ``gethostbyname_ex``, ``gethostbyaddr`` (the hosts table and localhost; otherwise
-  ``socket.herror``) and ``getfqdn``.
+  ``socket.herror``) and ``getfqdn``;
 
-Since modules such as http.client, urllib.request, socketserver, smtplib and asyncio look these up
-as ``socket.NAME`` at call time, they run on *host* unmodified; select, poll, selectors and asyncio
-wait on the sockets' readiness descriptors. What captured a name before patching
-(``from socket import socket``, ``ssl``'s ``create_connection``) keeps the kernel's.
-``ssl.SSLContext.wrap_socket`` on a usernet socket raises a clear OSError (EOPNOTSUPP).
+and in the ``ssl`` module ``SSLContext.wrap_socket`` (so ``ssl.wrap_socket`` too): given a usernet
+socket, or a usernet TLS socket (TLS in TLS), it returns a :class:`~usernet.api.tls.TlsSocket`
+(what ``host.wrap_tls`` gives: ``wrap_bio`` over two MemoryBIOs) with the same arguments
+(``server_side``, ``server_hostname``, ``do_handshake_on_connect``, ``suppress_ragged_eofs``,
+``session``); a kernel socket still gets a real ``ssl.SSLSocket``. As with SSLSocket, an
+unconnected socket is wrapped without a handshake (``connect()`` does it) and a wrapped listener's
+``accept()`` hands out server-side TLS connections. Outside the patch, wrap_socket on a usernet
+socket raises OSError(EOPNOTSUPP) before any descriptor is touched.
+
+Since modules such as http.client, urllib.request, socketserver, smtplib, asyncio, urllib3,
+requests and aiohttp look these up as ``socket.NAME`` / ``context.wrap_socket`` at call time, they
+run on *host* unmodified (HTTPS included); select, poll, selectors and asyncio wait on the sockets'
+readiness descriptors, and asyncio's own TLS (``ssl=`` of ``create_connection``,
+``open_connection``, ``start_server``) runs its MemoryBIO protocol over them. What captured a name
+before patching (``from socket import socket``, ``ssl``'s module-level ``create_connection``, which
+``ssl.get_server_certificate`` uses) keeps the kernel's. docs/architecture.md, "What `usernet run`
+covers", lists precisely what is and is not.
 
 The patch is process-wide (every thread) and not nestable: a second ``patch()`` before
 ``unpatch()`` raises RuntimeError. ``patched(host)`` undoes it on exit, exceptions included.
@@ -26,6 +39,7 @@ The patch is process-wide (every thread) and not nestable: a second ``patch()`` 
 from __future__ import annotations
 
 import socket as _socket
+import ssl as _ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,6 +51,7 @@ __all__ = ["patch", "patched", "unpatch", "patched_host"]
 
 _PATCHED_NAMES = ("socket", "create_connection", "create_server", "getaddrinfo", "gethostbyname",
                   "gethostbyname_ex", "gethostbyaddr", "getfqdn")
+_WRAP = "ssl.SSLContext.wrap_socket"  # its key in _saved
 
 _lock = threading.Lock()
 _saved: dict[str, Any] | None = None
@@ -52,20 +67,22 @@ def patched_host() -> Any:
     return _host
 
 
-def _usernet_socket_type() -> type:
+def _usernet_types() -> tuple[type, type]:
     from usernet.api.socket import Socket
+    from usernet.api.tls import TlsSocket
 
-    return Socket
+    return Socket, TlsSocket
 
 
 class _SocketMeta(type):
-    """``isinstance(x, socket.socket)`` for a kernel socket and a usernet one alike."""
+    """``isinstance(x, socket.socket)`` for a kernel socket and a usernet one alike (TLS ones too,
+    as an ssl.SSLSocket is a socket.socket)."""
 
     def __instancecheck__(cls, obj: object) -> bool:
-        return isinstance(obj, (_KernelSocket, _usernet_socket_type()))
+        return isinstance(obj, (_KernelSocket, *_usernet_types()))
 
     def __subclasscheck__(cls, sub: type) -> bool:
-        return issubclass(sub, (_KernelSocket, _usernet_socket_type()))
+        return issubclass(sub, (_KernelSocket, *_usernet_types()))
 
 
 class _PatchedSocket(_socket.socket, metaclass=_SocketMeta):  # type: ignore[misc]
@@ -150,6 +167,24 @@ def _make_functions(host: Any, saved: dict[str, Any]) -> dict[str, Any]:
             "gethostbyaddr": gethostbyaddr, "getfqdn": getfqdn}
 
 
+def _make_wrap_socket(original: Any) -> Any:
+    def wrap_socket(self: _ssl.SSLContext, sock: Any, server_side: bool = False, do_handshake_on_connect: bool = True,
+                    suppress_ragged_eofs: bool = True, server_hostname: str | None = None,
+                    session: _ssl.SSLSession | None = None) -> Any:
+        if isinstance(sock, _usernet_types()):
+            from usernet.api.tls import TlsSocket
+
+            return TlsSocket(sock, self, server_hostname=server_hostname, server_side=server_side,
+                             do_handshake_on_connect=do_handshake_on_connect,
+                             suppress_ragged_eofs=suppress_ragged_eofs, session=session)
+        return original(self, sock, server_side, do_handshake_on_connect, suppress_ragged_eofs, server_hostname,
+                        session)
+
+    wrap_socket.__doc__ = original.__doc__
+    wrap_socket.__qualname__ = "SSLContext.wrap_socket"
+    return wrap_socket
+
+
 def patch(host: Any) -> None:
     """Point the socket module's IPv4 networking at *host* (a running :class:`usernet.Host`) for
     the whole process, until :func:`unpatch`. RuntimeError when already patched."""
@@ -162,10 +197,13 @@ def patch(host: Any) -> None:
         if saved["socket"] is not _KernelSocket:
             raise RuntimeError("socket.socket is not the standard library's: something else patched it")
         replacements = _make_functions(host, saved)
+        original_wrap = _ssl.SSLContext.__dict__["wrap_socket"]
         _host = host
         _saved = saved
         for name, value in replacements.items():
             setattr(_socket, name, value)
+        saved[_WRAP] = original_wrap
+        _ssl.SSLContext.wrap_socket = _make_wrap_socket(original_wrap)  # type: ignore[method-assign]
 
 
 def unpatch() -> None:
@@ -175,7 +213,10 @@ def unpatch() -> None:
         if _saved is None:
             return
         for name, value in _saved.items():
-            setattr(_socket, name, value)
+            if name == _WRAP:
+                _ssl.SSLContext.wrap_socket = value  # type: ignore[method-assign]
+            else:
+                setattr(_socket, name, value)
         _saved = None
         _host = None
 

@@ -4,8 +4,8 @@ They follow the ``socket`` module's semantics: timeouts (None blocks, 0 is non-b
 raises BlockingIOError, a number raises TimeoutError), errors as the socket module's exception
 types with their errno, raised in the calling thread; ``fileno()`` is a real descriptor whose
 readiness follows the socket, so select, selectors and asyncio work on it. That descriptor stays
-usernet's: ``detach()`` and ``ssl``'s ``wrap_socket`` are refused (TLS goes through
-``SSLContext.wrap_bio``), and ``dup()`` gives a second socket object on the same connection.
+usernet's: ``detach()`` and, outside ``usernet.patched``, ``ssl``'s ``wrap_socket`` are refused
+(TLS goes through ``SSLContext.wrap_bio``), and ``dup()`` gives a second socket object on the same connection.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ _NO_DETACH = ("usernet sockets cannot be detached: fileno() is a readiness descr
               "not a connection; use dup() for a second handle on the same connection")
 _NO_SSL_WRAP = ("ssl.SSLContext.wrap_socket cannot wrap a usernet socket: it would adopt the socket's "
                 "readiness descriptor, which is not a connection. Use host.wrap_tls(sock, context, "
-                "server_hostname=...) (ssl.MemoryBIO with SSLContext.wrap_bio over this socket)")
+                "server_hostname=...) (ssl.MemoryBIO with SSLContext.wrap_bio over this socket), or run "
+                "the code under usernet.patched(host) or `usernet run`, where wrap_socket gives that wrapper")
 
 
 def _refuse_ssl_adoption() -> None:

@@ -8,10 +8,17 @@ close_notify or a TCP EOF (ragged EOFs suppressed, as ``suppress_ragged_eofs=Tru
 underlying socket's timeout applied to each whole operation (``TimeoutError``), ``SSLWantReadError``
 or ``SSLWantWriteError`` on a non-blocking socket, and ``makefile`` through ``socket.SocketIO`` so
 ``http.client`` and friends work on it.
+
+Under ``usernet.patched(host)`` (``usernet run``) ``ssl.SSLContext.wrap_socket`` gives this class
+for a usernet socket, so it takes wrap_socket's arguments and answers what libraries ask of an
+SSLSocket (http.client, urllib3, requests): a socket not yet connected is wrapped without a
+handshake (``connect()`` does it), a listening one hands out wrapped connections from
+``accept()``. ``isinstance(tls, ssl.SSLSocket)`` is False: it is not a kernel socket.
 """
 
 from __future__ import annotations
 
+import errno
 import socket as _socket
 import ssl
 import threading
@@ -20,10 +27,20 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from usernet.api.socket import make_file
+from usernet.api.socket import _refuse_ssl_adoption, make_file
 
 _T = TypeVar("_T")
 _CHUNK = 65536  # the largest plaintext one send() encrypts, and one socket read
+
+
+def _connected(sock: Any) -> bool:
+    try:
+        sock.getpeername()
+    except OSError as err:
+        if err.errno != errno.ENOTCONN:
+            raise
+        return False
+    return True
 
 
 class TlsSocket:
@@ -33,9 +50,13 @@ class TlsSocket:
 
     def __init__(self, sock: Any, context: ssl.SSLContext, server_hostname: str | None = None,
                  server_side: bool = False, do_handshake_on_connect: bool = True,
-                 suppress_ragged_eofs: bool = True) -> None:
+                 suppress_ragged_eofs: bool = True, session: ssl.SSLSession | None = None) -> None:
+        if sock.type != _socket.SOCK_STREAM:
+            raise NotImplementedError("only stream sockets are supported")
         if server_side and server_hostname:
             raise ValueError("server_hostname can only be specified in client mode")
+        if server_side and session is not None:
+            raise ValueError("session can only be specified in client mode")
         if context.check_hostname and not server_side and not server_hostname:
             raise ValueError("check_hostname requires server_hostname")
         self._sock = sock
@@ -47,7 +68,8 @@ class TlsSocket:
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
         self._sslobj: ssl.SSLObject | None = context.wrap_bio(
-            self._incoming, self._outgoing, server_side=server_side, server_hostname=server_hostname)
+            self._incoming, self._outgoing, server_side=server_side, server_hostname=server_hostname,
+            session=session)
         self._unsent: deque[bytes] = deque()  # records out of the outgoing BIO, not yet sent
         self._ssl_lock = threading.Lock()  # one SSL object call at a time (a reader and a writer thread)
         self._send_lock = threading.Lock()  # records go to the socket in order, by one thread
@@ -58,7 +80,7 @@ class TlsSocket:
         self._partial = bytearray()  # the record being read, while unwrapping
         self._closed = False
         self._io_refs = 0
-        if do_handshake_on_connect:
+        if do_handshake_on_connect and _connected(sock):  # as SSLSocket: else connect() does it
             try:
                 self.do_handshake()
             except BaseException:
@@ -367,6 +389,7 @@ class TlsSocket:
     def fileno(self) -> int:
         """The usernet socket's readiness descriptor. Mind ``pending()``: bytes already decrypted
         make no descriptor readable."""
+        _refuse_ssl_adoption()  # ssl's wrap_socket on this object (TLS in TLS) would adopt it too
         if self._sock is None:
             return -1
         result: int = self._sock.fileno()
@@ -416,5 +439,101 @@ class TlsSocket:
     def setsockopt(self, *args: Any) -> None:
         self._sock.setsockopt(*args)
 
-    def getsockopt(self, *args: Any) -> Any:
-        return self._sock.getsockopt(*args)
+    def getsockopt(self, level: int, option: int, *args: Any) -> Any:
+        if level == _socket.SOL_SOCKET and option == _socket.SO_TYPE:
+            _refuse_ssl_adoption()
+        return self._sock.getsockopt(level, option, *args)
+
+    # ================================================================= connecting, as SSLSocket
+
+    def connect(self, address: Any) -> None:
+        """Connect the socket underneath, then the handshake (with do_handshake_on_connect)."""
+        self._connect(address, False)
+
+    def connect_ex(self, address: Any) -> int:
+        return self._connect(address, True)
+
+    def _connect(self, address: Any, connect_ex: bool) -> int:
+        if self.server_side:
+            raise ValueError("can't connect in server-side mode")
+        if self._handshaken or _connected(self._sock):
+            raise ValueError("attempt to connect already-connected SSLSocket!")
+        if connect_ex:
+            result: int = self._sock.connect_ex(address)
+            if result:
+                return result
+        else:
+            self._sock.connect(address)
+        if self.do_handshake_on_connect:
+            self.do_handshake()
+        return 0
+
+    def bind(self, address: Any) -> None:
+        self._sock.bind(address)
+
+    def listen(self, backlog: int = 128) -> None:
+        self._sock.listen(backlog)
+
+    def accept(self) -> tuple[TlsSocket, Any]:
+        """A connection from the listening socket underneath, wrapped server-side (the handshake
+        runs here, in the accepting thread, as SSLSocket.accept does)."""
+        conn, address = self._sock.accept()
+        try:
+            return TlsSocket(conn, self.context, server_side=True, do_handshake_on_connect=self.do_handshake_on_connect,
+                             suppress_ragged_eofs=self.suppress_ragged_eofs), address
+        except BaseException:
+            conn.close()
+            raise
+
+    # ================================================================= the rest of SSLSocket's surface
+
+    def verify_client_post_handshake(self) -> None:
+        self._obj().verify_client_post_handshake()  # the request leaves with the next write
+
+    def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
+        """As SSLSocket without kTLS: read the file in chunks and send them encrypted."""
+        if "b" not in getattr(file, "mode", "b"):
+            raise ValueError("file should be opened in binary mode")
+        if offset:
+            file.seek(offset)
+        total = 0
+        try:
+            while count is None or total < count:
+                chunk = file.read(_CHUNK if count is None else min(_CHUNK, count - total))
+                if not chunk:
+                    break
+                self.sendall(chunk)
+                total += len(chunk)
+            return total
+        finally:
+            if total > 0 and hasattr(file, "seek"):
+                file.seek(offset + total)
+
+    def recvfrom(self, bufsize: int = 1024, flags: int = 0) -> tuple[bytes, None]:
+        if flags:
+            raise ValueError(f"non-zero flags not allowed in calls to recvfrom() on {type(self).__name__}")
+        return self.recv(bufsize), None
+
+    def recvfrom_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> tuple[int, None]:
+        if flags:
+            raise ValueError(f"non-zero flags not allowed in calls to recvfrom_into() on {type(self).__name__}")
+        return self.recv_into(buffer, nbytes), None
+
+    def sendto(self, data: Any, flags_or_addr: Any, addr: Any = None) -> int:
+        raise ValueError(f"sendto not allowed on instances of {type(self).__name__}")
+
+    def recvmsg(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(f"recvmsg not allowed on instances of {type(self).__name__}")
+
+    def recvmsg_into(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(f"recvmsg_into not allowed on instances of {type(self).__name__}")
+
+    def sendmsg(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(f"sendmsg not allowed on instances of {type(self).__name__}")
+
+    def dup(self) -> Any:
+        raise NotImplementedError(f"Can't dup() {type(self).__name__} instances")
+
+    def detach(self) -> Any:
+        raise OSError(errno.EOPNOTSUPP, "a TLS socket over usernet cannot be detached: use unwrap() to get the "
+                      "plain usernet socket back")

@@ -10,16 +10,23 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import logging
 import socket
 import struct
+from collections.abc import Sequence
 
+from usernet.links import bpf
 from usernet.links.base import Link
+
+log = logging.getLogger("usernet.link")
 
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
 PACKET_ADD_MEMBERSHIP = 1
 PACKET_MR_PROMISC = 1
 PACKET_VNET_HDR = 15
+PACKET_STATISTICS = 6
+SO_MEMINFO = 55  # Linux 4.6: sk_meminfo, rmem_alloc first, then rcvbuf
 PACKET_IGNORE_OUTGOING = 23
 VNET_HDR_LEN = 10
 VIRTIO_NET_HDR_F_NEEDS_CSUM = 1
@@ -61,6 +68,8 @@ class Packet(Link):
 
     def __init__(self, ifname: str, promisc: bool = False, rcvbuf: int = 4 << 20) -> None:
         self.name = ifname
+        self.promisc = promisc
+        self._filter_mac: bytes | None = None
         try:
             sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
         except PermissionError:
@@ -91,6 +100,36 @@ class Packet(Link):
 
     def fileno(self) -> int:
         return self.sock.fileno()
+
+    # Kernel-side filtering (usernet.links.bpf): the runtime installs the base filter for the MAC
+    # the stack uses (which --mac may have changed) and swaps in the overload one under floods.
+
+    def install_filter(self, mac: bytes) -> None:
+        self._filter_mac = mac
+        bpf.attach(self.sock, bpf.frame_filter(mac, promisc=self.promisc))
+
+    def set_overload(self, engaged: bool, syn_keep: float, admitted: Sequence[int] = ()) -> None:
+        if self._filter_mac is None:
+            return
+        bpf.attach(self.sock, bpf.frame_filter(self._filter_mac, promisc=self.promisc, overload=engaged,
+                                               syn_keep=syn_keep if engaged else 1.0, admitted=admitted))
+
+    def kernel_drops(self) -> int:
+        """Frames the kernel dropped for lack of room in our receive buffer since the last call
+        (PACKET_STATISTICS resets on every read)."""
+        try:
+            _, drops = struct.unpack("II", self.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
+        except OSError:
+            return 0
+        return int(drops)
+
+    def queue_fill(self) -> float:
+        """How full the receive buffer is now (0..1): SO_MEMINFO's allocated over its limit."""
+        try:
+            allocated, limit = struct.unpack_from("II", self.sock.getsockopt(socket.SOL_SOCKET, SO_MEMINFO, 36))
+        except OSError:
+            return 0.0
+        return allocated / limit if limit else 0.0
 
     def recv_batch(self, max_frames: int = 64) -> list[tuple[bytes, bool]]:
         out = []

@@ -1,11 +1,13 @@
-"""HTTP/1.1 server side, sans-IO (RFC 9110, RFC 9112): bytes in, events out, in the manner of h11.
+"""HTTP/1.1, sans-IO (RFC 9110, RFC 9112): bytes in, events out, in the manner of h11.
 
 :class:`ServerConnection` takes the bytes a client sent (:meth:`~ServerConnection.receive_data`, ``b""``
 for end of stream) and hands back events from :meth:`~ServerConnection.next_event`: a :class:`Request`,
 then :class:`Data` pieces of its body, then :class:`EndOfMessage`; :data:`NEED_DATA` when it needs more
 bytes, :class:`ProtocolError` (a status to answer with and close) when the client broke the protocol.
 Pipelined requests wait in the buffer: after an ``EndOfMessage`` the next ``next_event`` parses the next
-request. The functions at the end build responses.
+request. :class:`ClientConnection` is the mirror for a client: responses in, with body framing per
+RFC 9112 6.3 (Content-Length, chunked, until the close; none for HEAD, 1xx, 204 and 304).
+:func:`format_request_head` and the functions at the end build messages.
 
 Nothing here raises on what a peer sends. The defences against request smuggling follow RFC 9112 6.3 and
 11.2: Content-Length together with Transfer-Encoding, differing Content-Length values, a Transfer-Encoding
@@ -25,8 +27,9 @@ from dataclasses import dataclass
 from http import HTTPStatus
 
 __all__ = [
-    "NEED_DATA", "CONTINUE_100", "Data", "EndOfMessage", "Limits", "ProtocolError", "Request",
-    "ServerConnection", "format_chunk", "format_response_head", "LAST_CHUNK", "reason_phrase",
+    "NEED_DATA", "CONTINUE_100", "ClientConnection", "Data", "EndOfMessage", "Limits", "ProtocolError",
+    "Request", "Response", "ServerConnection", "format_chunk", "format_request_head", "format_response_head",
+    "LAST_CHUNK", "reason_phrase",
 ]
 
 
@@ -109,7 +112,27 @@ class ProtocolError:
         return f"ProtocolError({self.status}, {self.reason!r})"
 
 
-Event = Request | Data | EndOfMessage | ProtocolError | _NeedData
+class Response:
+    """A response head, as :class:`Request` (``headers`` in order, names lower-cased, ``bytes``).
+    ``content_length`` is None when the body runs until the connection closes."""
+
+    __slots__ = ("status", "reason", "version", "headers", "keep_alive", "chunked", "content_length")
+
+    def __init__(self, status: int, reason: bytes, version: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        self.status, self.reason, self.version, self.headers = status, reason, version, headers
+        self.keep_alive = True
+        self.chunked = False
+        self.content_length: int | None = 0
+
+    def get(self, name: bytes, default: bytes | None = None) -> bytes | None:
+        values = [v for n, v in self.headers if n == name]
+        return b", ".join(values) if values else default
+
+    def __repr__(self) -> str:
+        return f"Response({self.status}, {self.reason!r}, {self.version!r}, {self.headers!r})"
+
+
+Event = Request | Response | Data | EndOfMessage | ProtocolError | _NeedData
 
 _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 # RFC 9112 3: method SP request-target SP HTTP-version. The target has no controls or spaces.
@@ -120,8 +143,14 @@ _FIELD = re.compile(rb"(" + _TOKEN + rb"):[ \t]*((?:[\x21-\x7e\x80-\xff](?:[ \t\
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[\x20-\x7e\t\x80-\xff]*)?")
 _DIGITS = re.compile(rb"[0-9]{1,19}")
 
-# Parser states.
-_HEAD, _BODY, _CHUNK_LINE, _CHUNK_DATA, _CHUNK_END, _TRAILER, _ERROR = range(7)
+# RFC 9112 4: HTTP-version SP status-code SP [ reason-phrase ]; a missing SP before an empty reason is
+# tolerated (common in the wild, and the reason carries no meaning).
+_STATUS_LINE = re.compile(rb"HTTP/([0-9])\.([0-9]) ([0-9]{3})(?: ([\t\x20-\x7e\x80-\xff]*))?")
+_METHOD = re.compile(_TOKEN)
+_TARGET = re.compile(rb"[\x21-\x7e]+")
+
+# Parser states (_UNTIL_CLOSE: a response body delimited by the end of the connection).
+_HEAD, _BODY, _CHUNK_LINE, _CHUNK_DATA, _CHUNK_END, _TRAILER, _ERROR, _UNTIL_CLOSE = range(8)
 
 
 class ServerConnection:
@@ -195,6 +224,25 @@ class ServerConnection:
         return self._error
 
     def _head(self) -> Event:
+        got = self._read_head()
+        if not isinstance(got, tuple):
+            return got
+        line, fields = got
+        match = _REQUEST_LINE.fullmatch(line)
+        if match is None:
+            return self._fail(400, "malformed request line")
+        method, target, major, minor = match.groups()
+        if major != b"1":
+            return self._fail(505, "HTTP version not supported")
+        version = b"1.1" if minor != b"0" else b"1.0"
+        headers = self._fields(fields)
+        if isinstance(headers, ProtocolError):
+            return headers
+        return self._frame(Request(method, target, version, headers))
+
+    def _read_head(self) -> Event | tuple[bytes, list[bytes]]:
+        """The start line and the header lines of a complete head, or the event to return instead
+        (the limits apply to both requests and responses)."""
         buf, limits = self._buf, self.limits
         pos = self._pos
         # RFC 9112 2.2: ignore empty lines (CRLF) before the request line.
@@ -214,7 +262,7 @@ class ServerConnection:
             if buf.find(b"\n\n", pos) >= 0 or buf.find(b"\n\r\n", pos) >= 0:
                 return self._fail(400, "bare LF")  # an end of head, but not CRLF CRLF
             if self._eof:
-                return self._fail(400, "incomplete request") if len(buf) > pos else NEED_DATA
+                return self._fail(400, "incomplete head") if len(buf) > pos else self._closed_idle()
             return NEED_DATA
         head = bytes(buf[pos:end])
         self._pos = end + 4
@@ -230,28 +278,26 @@ class ServerConnection:
             return self._fail(414, "request line too long")
         if first >= 0 and len(head) - first > limits.max_header_bytes:
             return self._fail(431, "header section too large")
-        match = _REQUEST_LINE.fullmatch(line)
-        if match is None:
-            return self._fail(400, "malformed request line")
-        method, target, major, minor = match.groups()
-        if major != b"1":
-            return self._fail(505, "HTTP version not supported")
-        version = b"1.1" if minor != b"0" else b"1.0"
+        fields = head[first + 2:].split(b"\r\n") if first >= 0 else []
+        if len(fields) > limits.max_headers:
+            return self._fail(431, "too many header fields")
+        return line, fields
+
+    def _closed_idle(self) -> Event:
+        return NEED_DATA  # a client closing between requests is no error
+
+    def _fields(self, fields: list[bytes]) -> list[tuple[bytes, bytes]] | ProtocolError:
         headers: list[tuple[bytes, bytes]] = []
-        if first >= 0:
-            fields = head[first + 2:].split(b"\r\n")
-            if len(fields) > limits.max_headers:
-                return self._fail(431, "too many header fields")
-            fullmatch = _FIELD.fullmatch
-            append = headers.append
-            for field in fields:
-                if field[:1] in (b" ", b"\t"):
-                    return self._fail(400, "obsolete line folding")
-                m = fullmatch(field)
-                if m is None:
-                    return self._fail(400, "malformed header field")
-                append((m[1].lower(), m[2]))
-        return self._frame(Request(method, target, version, headers))
+        fullmatch = _FIELD.fullmatch
+        append = headers.append
+        for field in fields:
+            if field[:1] in (b" ", b"\t"):
+                return self._fail(400, "obsolete line folding")
+            m = fullmatch(field)
+            if m is None:
+                return self._fail(400, "malformed header field")
+            append((m[1].lower(), m[2]))
+        return headers
 
     def _frame(self, request: Request) -> Event:
         """RFC 9112 6.3: how long the body is, refusing every ambiguity."""
@@ -394,6 +440,169 @@ class ServerConnection:
                 return self._fail(413, "body too large")
             self._left = size
             self._state = _CHUNK_DATA
+
+
+# -------------------------------------------------------------------- client side
+
+class ClientConnection(ServerConnection):
+    """One connection's response parser, the client's mirror of :class:`ServerConnection`.
+
+    Call :meth:`start_request` with the method of each request sent (the method decides whether a
+    response has a body); then :meth:`next_event` gives a :class:`Response` (interim 1xx ones too,
+    each followed by the final one), :class:`Data`, :class:`EndOfMessage`. Same limits, same refusal of
+    bare CR/LF, obsolete folding and ambiguous framing; a :class:`ProtocolError`'s ``status`` means
+    nothing here (its ``reason`` says what broke): the connection is unusable. A body cut short by the
+    peer's close is the ProtocolError ``"body cut short"``; a close before any response byte is
+    ``"closed before a response"`` (a stale keep-alive connection: the request may be retried)."""
+
+    __slots__ = ("method", "responses")
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        # The body limit guards a server's memory; a client streams what it asked for.
+        super().__init__(limits or Limits(max_body=1 << 62))
+        self.method: bytes | None = None  # of the request whose response is awaited
+        self.responses = 0
+
+    def start_request(self, method: bytes) -> None:
+        if self.method is not None or self._state != _HEAD:
+            raise RuntimeError("the previous response is not complete")
+        self.method = method.upper()
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not parsed: after a complete response, the connection is reusable only
+        when this is 0 (anything else is a server sending what nobody asked for)."""
+        return len(self._buf) - self._pos
+
+    def next_event(self) -> Event:
+        if self._error is None and self._state == _UNTIL_CLOSE:
+            if self._pos < len(self._buf):
+                return Data(self._take(len(self._buf) - self._pos))
+            return self._end() if self._eof else NEED_DATA
+        return super().next_event()
+
+    def _closed_idle(self) -> Event:
+        return self._fail(400, "closed before a response") if self.method is not None else NEED_DATA
+
+    def _end(self) -> EndOfMessage:
+        self.method = None
+        return super()._end()
+
+    def _head(self) -> Event:
+        if self.method is None:
+            if self.buffered:
+                return self._fail(400, "response without a request")
+            return self._closed_idle() if self._eof else NEED_DATA
+        got = self._read_head()
+        if not isinstance(got, tuple):
+            return got
+        line, fields = got
+        match = _STATUS_LINE.fullmatch(line)
+        if match is None:
+            return self._fail(400, "malformed status line")
+        major, minor, status, reason = match.groups()
+        if major != b"1":
+            return self._fail(505, "HTTP version not supported")
+        headers = self._fields(fields)
+        if isinstance(headers, ProtocolError):
+            return headers
+        return self._frame_response(Response(int(status), reason or b"", b"1.1" if minor != b"0" else b"1.0",
+                                             headers))
+
+    def _frame_response(self, response: Response) -> Event:
+        """RFC 9112 6.3 for a response to ``self.method``."""
+        te: list[bytes] = []
+        cl: list[bytes] = []
+        connection = b""
+        for name, value in response.headers:
+            if name == b"transfer-encoding":
+                te.append(value)
+            elif name == b"content-length":
+                cl.append(value)
+            elif name == b"connection":
+                connection += b"," + value.lower()
+        options = {o.strip() for o in connection.split(b",")}
+        response.keep_alive = (b"close" not in options if response.version == b"1.1"
+                               else b"keep-alive" in options)
+        status = response.status
+        if status < 200:
+            if status == 101:  # a protocol switch ends HTTP on this connection (RFC 9110 15.2.2)
+                response.keep_alive = False
+                response.content_length = 0
+                self._left = 0
+                self._state = _BODY
+                self.responses += 1
+                return response
+            # An interim response (RFC 9110 15.2): no body, the final response follows.
+            response.content_length = 0
+            return response
+        self.responses += 1
+        self._body_seen = 0
+        # 1. HEAD, 204 and 304 have no body whatever the fields say.
+        if self.method == b"HEAD" or status in (204, 304):
+            response.content_length = 0
+            self._left = 0
+            self._state = _BODY
+            return response
+        if te:
+            # 3. Transfer-Encoding wins over Content-Length, but a message with both may be an attack
+            # (RFC 9112 6.3 item 3, 11.2): refused, as the server refuses it.
+            if cl:
+                return self._fail(400, "both Content-Length and Transfer-Encoding")
+            if response.version == b"1.0":
+                return self._fail(400, "Transfer-Encoding in HTTP/1.0")
+            codings = [c.strip().lower() for c in b",".join(te).split(b",")]
+            if codings[-1] == b"chunked":
+                if codings.count(b"chunked") != 1 or len(codings) != 1:
+                    return self._fail(501, "unsupported transfer coding")
+                response.chunked = True
+                response.content_length = None
+                self._state = _CHUNK_LINE
+                return response
+            # A final coding other than chunked: the body runs until the close.
+            return self._until_close(response)
+        if cl:
+            # 5. Differing or invalid values are unrecoverable (RFC 9112 6.3 item 5).
+            values = {v.strip() for v in b",".join(cl).split(b",")}
+            if len(values) != 1:
+                return self._fail(400, "differing Content-Length values")
+            value = values.pop()
+            if _DIGITS.fullmatch(value) is None:
+                return self._fail(400, "invalid Content-Length")
+            length = int(value)
+            if length > self.limits.max_body:
+                return self._fail(413, "body too large")
+            response.content_length = length
+            self._left = length
+            self._state = _BODY
+            return response
+        # 8. Neither: read until the server closes.
+        return self._until_close(response)
+
+    def _until_close(self, response: Response) -> Response:
+        response.keep_alive = False
+        response.content_length = None
+        self._state = _UNTIL_CLOSE
+        return response
+
+
+def format_request_head(method: str, target: str, headers: list[tuple[str, str]]) -> bytes:
+    """A request line and header section ending with the empty line (RFC 9112 3). A method that is
+    not a token, a target with spaces or controls, and header names or values that could split the
+    message are refused (ValueError)."""
+    if _METHOD.fullmatch(method.encode("latin-1", "replace")) is None:
+        raise ValueError(f"method {method!r} is not a token")
+    if not target.isascii() or _TARGET.fullmatch(target.encode("ascii")) is None:
+        raise ValueError(f"request target {target!r} has spaces, controls or non-ASCII characters")
+    parts = [f"{method} {target} HTTP/1.1\r\n"]
+    for name, value in headers:
+        if _METHOD.fullmatch(name.encode("latin-1", "replace")) is None:
+            raise ValueError(f"header name {name!r} is not a token")
+        if "\r" in value or "\n" in value or "\0" in value:
+            raise ValueError(f"header {name!r} carries CR, LF or NUL")
+        parts.append(f"{name}: {value.strip()}\r\n")
+    parts.append("\r\n")
+    return "".join(parts).encode("latin-1")
 
 
 # -------------------------------------------------------------------- responses

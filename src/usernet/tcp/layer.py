@@ -12,7 +12,7 @@ import heapq
 import itertools
 import logging
 import random
-from collections import defaultdict, deque
+from collections import OrderedDict, defaultdict, deque
 from collections.abc import Callable
 
 from usernet.errors import os_error
@@ -24,6 +24,9 @@ from usernet.tcp.seq import unwrap
 from usernet.wire import tcp as tcpwire
 from usernet.wire.errors import ParseError
 from usernet.wire.tcp import ACK, FIN, RST, SYN, TcpSegment
+
+_SYN_CHECK = FIN | SYN | RST | ACK  # a pure SYN has SYN alone of these
+VALIDATED_PEERS_MAX = 64  # addresses that recently completed a handshake with us (load shedding)
 
 log = logging.getLogger("usernet.tcp")
 
@@ -116,6 +119,7 @@ class TcpLayer:
         self.now = 0.0
         self._isn_key = rng.getrandbits(128).to_bytes(16, "big")  # RFC 6528 secret
         self.cookie_ts_offset = rng.getrandbits(32)
+        self.validated_peers: OrderedDict[int, float] = OrderedDict()  # address -> when, oldest first
 
     # ----------------------------------------------------------------- the IP layer's side
 
@@ -128,6 +132,8 @@ class TcpLayer:
             counters[err.reason.partition(".")[2]] += 1
             return
         counters["segments_received"] += 1
+        if seg.flags & _SYN_CHECK == SYN:
+            counters["syns_received"] += 1  # what the runtime's load shedding weighs (api/shedding.py)
         if seg.flags & RST:
             counters["resets_received"] += 1  # every RST, whatever becomes of it
         conn = self.connections.get((dst, seg.dport, src, seg.sport))
@@ -276,6 +282,13 @@ class TcpLayer:
         listener.half_open.discard(conn)  # type: ignore[attr-defined]
         listener.accept_queue.append(conn)  # type: ignore[attr-defined]
         listener.notify()  # type: ignore[attr-defined]
+        # The peer answered our SYN-ACK, so its address is real, not spoofed: under a SYN flood
+        # the runtime's kernel filter admits its SYNs unshed (api/shedding.py).
+        peers = self.validated_peers
+        peers[conn.remote_addr] = self.now
+        peers.move_to_end(conn.remote_addr)
+        while len(peers) > VALIDATED_PEERS_MAX:
+            peers.popitem(last=False)
 
     def send_reset(self, src: int, dst: int, sport: int, dport: int, seq: int, ack: int, flags: int) -> None:
         self.counters["resets_sent"] += 1
