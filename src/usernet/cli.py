@@ -498,6 +498,35 @@ def _print_host_state(host: Any) -> None:
     sys.stdout.flush()
 
 
+def _add_control_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--name", metavar="NAME",
+                        help="the host's name (default: the link's), for /run/usernet/NAME.sock and usernet ls")
+    parser.add_argument("--control", metavar="PATH",
+                        help="the control socket for usernet ss/tcpdump/... (default /run/usernet/NAME.sock)")
+    parser.add_argument("--no-control", dest="no_control", action="store_true", help="open no control socket")
+
+
+def _start_control(args: argparse.Namespace, host: Any) -> None:
+    """The control socket (usernet.control), once the host runs; host.close() removes it, on errors too."""
+    from usernet.control import ControlError, ControlServer, valid_name
+
+    if args.name:
+        if not valid_name(args.name):
+            raise UsageError(f"--name {args.name}: use letters, digits and ._-@: (not starting with a dot)")
+        host.name = args.name
+    if args.no_control:
+        return
+    if args.control is None and not valid_name(host.name):
+        raise UsageError(f"host name {host.name!r} cannot name a control socket: give --name NAME or --control PATH")
+    server = ControlServer(host, args.control)
+    try:
+        server.start()
+    except ControlError as err:
+        option = f"--control {args.control}" if args.control else "control socket"
+        raise UsageError(f"{option}: {err.strerror}") from None
+    host.add_service(server.stop)
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from usernet.apps.services import serve_simple
 
@@ -516,6 +545,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     if dhcp_lines is None:
         return 1
     with host:
+        _start_control(args, host)
         _start_dhcp_servers(host, dhcp_servers)
         _start_name_services(host, name_services)
         _start_http_services(host, http_services)
@@ -1233,6 +1263,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         host.close()
         return 1
     with host:
+        _start_control(args, host)
         sys.stdout.flush()
         with patched(host):
             status = _run_program(kind, target, argv)
@@ -1268,6 +1299,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "https:PORT:DIR,cert=PEM,key=PEM, wsgi:PORT:MODULE:CALLABLE[,cert=PEM,key=PEM] "
                          "(a WSGI app found in the current directory or on PYTHONPATH) "
                          "(repeatable, one service a port)")
+    _add_control_options(up)
     up.set_defaults(func=cmd_up)
 
     ping = sub.add_parser("ping", help="send ICMP echo requests")
@@ -1357,11 +1389,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-m", dest="module", nargs=argparse.REMAINDER, metavar="MODULE [ARGS]",
                      help="run a library module as a script, as python -m does")
     run.add_argument("program", nargs=argparse.REMAINDER, metavar="-- SCRIPT.py [ARGS]")
+    _add_control_options(run)
     run.set_defaults(func=cmd_run)
 
+    from usernet.cli_control import add_parsers as add_control_parsers
     from usernet.cli_get import add_parser as add_get_parser
 
     add_get_parser(sub)
+    add_control_parsers(sub)  # ss, neigh, route, addr, stats, tcpdump, ls
     return parser
 
 

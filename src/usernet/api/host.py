@@ -90,6 +90,7 @@ class Host(RuntimeState):
         self._closed = False
         self._sockets: weakref.WeakSet[Socket] = weakref.WeakSet()
         self._services: list[Callable[[], None]] = []  # stop callbacks of `serve` helpers
+        self._taps: list[Callable[[str, str, bytes, int], None]] = []  # frame observers (add_tap)
         # TCP segmentation offload: only a bare link that says it can (wrappers see every frame).
         self.stack.gso_max = int(getattr(link, "gso_max", 0) or 0)
         self._init_names(dns, hosts)
@@ -135,6 +136,10 @@ class Host(RuntimeState):
                                              mac=mac or link.mac, mtu=mtu or min(link.mtu, ipv4.MAX_PACKET),
                                              addresses=addresses)
             iface.gso_max = int(getattr(link, "gso_max", 0) or 0)
+            if self._taps:
+                from usernet.links.tap import TapLink
+
+                link = TapLink(link, iface.name, self._taps)
             self._links.append((iface, link))
             self._shedding.add(iface, link)
         self._wake()  # the runtime thread waits on the new link from its next round
@@ -656,3 +661,24 @@ class Host(RuntimeState):
 
     def add_service(self, stop: Callable[[], None]) -> None:
         self._services.append(stop)
+
+    def add_tap(self, tap: Callable[[str, str, bytes, int], None]) -> None:
+        """Call ``tap(interface, "<" or ">", frame, layer)`` for every frame received or sent on any
+        link, on the runtime thread with the lock held (so: quick, and copy nothing out of the stack).
+        Links are wrapped (:class:`~usernet.links.tap.TapLink`) only while a tap is registered."""
+        from usernet.links.tap import TapLink
+
+        with self._lock:
+            self._taps.append(tap)
+            if len(self._taps) == 1:
+                self._links = [(iface, TapLink(link, iface.name, self._taps)) for iface, link in self._links]
+
+    def remove_tap(self, tap: Callable[[str, str, bytes, int], None]) -> None:
+        from usernet.links.tap import TapLink
+
+        with self._lock:
+            if tap in self._taps:
+                self._taps.remove(tap)
+            if not self._taps:
+                self._links = [(iface, link.inner if isinstance(link, TapLink) else link)
+                               for iface, link in self._links]

@@ -138,6 +138,10 @@ class TcpConnection:
         self.timer_at: float | None = None  # the layer's timer-heap entry for this connection
         self.retransmits = 0              # consecutive RTO expiries
         self.total_retransmits = 0
+        # per connection, for `usernet ss -i` (the layer's counters are host-wide)
+        self.sack_acks = 0                # ACKs received with SACK blocks
+        self.dsack_dups = 0               # D-SACKs received (Linux tcpi_dsack_dups)
+        self.dsacks_sent = 0
         self.rtt_seq: int | None = None   # Karn: time one segment when timestamps are off
         self.rtt_sent = 0.0
         self.delack_deadline: float | None = None
@@ -723,6 +727,7 @@ class TcpConnection:
         dsack_only = newly_sacked = False
         if self.sack_ok and seg.options.sack_blocks:
             blocks = seg.options.sack_blocks
+            self.sack_acks += 1
             dsack = self._take_dsack(blocks, ack)
             before = self._sacked_bytes()
             self._update_scoreboard(blocks[1:] if dsack else blocks, ack)
@@ -834,6 +839,7 @@ class TcpConnection:
             if not (second[0] <= start and end <= second[1]):
                 return False
         self.layer.counters["dsacks_received"] += 1
+        self.dsack_dups += 1
         if self.undo_ranges:
             self._undo_reported(start, end)
         return True
@@ -1115,6 +1121,7 @@ class TcpConnection:
         if dsack is not None:
             self.dsack = None
             self.layer.counters["dsacks_sent"] += 1
+            self.dsacks_sent += 1
             for i, (start, end) in enumerate(blocks):
                 if start <= dsack[0] and dsack[1] <= end:
                     blocks.insert(0, blocks.pop(i))
