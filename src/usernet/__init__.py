@@ -42,10 +42,22 @@ from socket import (
     TCP_NODELAY,
     TCP_USER_TIMEOUT,
 )
+from typing import TYPE_CHECKING, Any
 
 from usernet.api.host import Host
 from usernet.api.patch import patch, patched, unpatch
-from usernet.api.tls import TlsSocket
+
+if TYPE_CHECKING:
+    from usernet.api.tls import TlsSocket
+
+
+def __getattr__(name: str) -> Any:
+    # TlsSocket on first use: importing ssl (OpenSSL) costs a host that never speaks TLS ~6 MB.
+    if name == "TlsSocket":
+        from usernet.api.tls import TlsSocket
+
+        return TlsSocket
+    raise AttributeError(f"module 'usernet' has no attribute {name!r}")
 
 __version__ = "0.1.0"
 

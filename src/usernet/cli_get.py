@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import ssl
 import sys
 import time
 from typing import Any, BinaryIO
@@ -105,6 +104,7 @@ class _Progress:
 
 
 def cmd_get(args: argparse.Namespace) -> int:
+    import ssl  # here: every other command runs without loading OpenSSL
     from urllib.parse import urlsplit
 
     from usernet.apps.http_client import Client, _split_url

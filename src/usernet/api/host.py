@@ -4,7 +4,8 @@ One lock guards the stack. The runtime thread waits in ``select`` on the link an
 pipe, then, under the lock, reads every ready frame before running timers (so a burst is
 answered in one pass) and transmits what the stack produced. Socket calls from user threads
 take the same lock, act on their handle and flush the stack's output at once (no thread hop on
-the send path); they wait on a condition variable that the stack's handle events notify.
+the send path); each socket's blocked calls wait on a condition of their own (on the same lock)
+that its handle's events notify, so an event wakes only the threads that wait for it.
 """
 
 from __future__ import annotations
@@ -278,6 +279,7 @@ class Host(RuntimeState):
         os.close(self._wake_w)
         with self._cond:
             self._cond.notify_all()
+            self.wake_sockets()
 
     @property
     def running(self) -> bool:
@@ -372,6 +374,7 @@ class Host(RuntimeState):
             self._stopping = True
             with self._cond:
                 self._cond.notify_all()
+                self.wake_sockets()
 
     def _flush(self) -> None:
         """Run timers and transmit on every link. Called with the lock held."""
@@ -392,7 +395,8 @@ class Host(RuntimeState):
                 except OSError as err:
                     stack.counters["link.tx_error"] += 1
                     log.debug("link %s send failed: %s", link.name, err)
-        # Handle events already notified waiters; notify once more for timer-driven changes.
+        # Handle events already woke their sockets' waiters; this wakes the host's own (wait_for,
+        # ping), whose predicates may change with timers.
         self._cond.notify_all()
 
     def _next_wakeup(self) -> float | None:

@@ -39,13 +39,15 @@ The patch is process-wide (every thread) and not nestable: a second ``patch()`` 
 from __future__ import annotations
 
 import socket as _socket
-import ssl as _ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from usernet.wire import ipv4
+
+if TYPE_CHECKING:
+    import ssl as _ssl
 
 __all__ = ["patch", "patched", "unpatch", "patched_host"]
 
@@ -197,6 +199,8 @@ def patch(host: Any) -> None:
         if saved["socket"] is not _KernelSocket:
             raise RuntimeError("socket.socket is not the standard library's: something else patched it")
         replacements = _make_functions(host, saved)
+        import ssl as _ssl  # here, not at import: OpenSSL costs ~6 MB to a host that never patches
+
         original_wrap = _ssl.SSLContext.__dict__["wrap_socket"]
         _host = host
         _saved = saved
@@ -214,6 +218,8 @@ def unpatch() -> None:
             return
         for name, value in _saved.items():
             if name == _WRAP:
+                import ssl as _ssl
+
                 _ssl.SSLContext.wrap_socket = value  # type: ignore[method-assign]
             else:
                 setattr(_socket, name, value)

@@ -42,6 +42,9 @@ class Runtime(Protocol):
     def notify(self) -> None:
         """A handle changed (lock held): wake the threads waiting on ``cond``."""
 
+    def socket_condition(self) -> threading.Condition:
+        """A condition on ``lock`` for one socket's blocked calls (its handle events notify it)."""
+
     def clock(self) -> float: ...
 
     def adopt(self, sock: Socket) -> None:
@@ -70,6 +73,14 @@ class RuntimeState:
     @property
     def closed(self) -> bool:
         return self._closed or self._stopping
+
+    def socket_condition(self) -> threading.Condition:
+        return threading.Condition(self._lock)
+
+    def wake_sockets(self) -> None:
+        """Wake every thread blocked in a socket call (lock held): the runtime stopped."""
+        for sock in list(self._sockets):
+            sock._s.cond.notify_all()
 
     def adopt(self, sock: Socket) -> None:
         self._sockets.add(sock)

@@ -16,6 +16,7 @@ import operator
 import socket as _socket
 import struct
 import sys
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -190,9 +191,9 @@ class _Shared:
     the binding and the options. Timeout, closed flag and readiness fd belong to each Socket."""
 
     __slots__ = ("udp", "conn", "listener", "bound", "reserved_port", "read_shut", "options", "broadcast",
-                 "reuse", "refs", "watchers")
+                 "reuse", "refs", "watchers", "cond")
 
-    def __init__(self, conn: Any) -> None:
+    def __init__(self, conn: Any, cond: threading.Condition) -> None:
         self.udp: Any = None
         self.conn: Any = conn
         self.listener: Any = None
@@ -204,6 +205,9 @@ class _Shared:
         self.reuse = False
         self.refs = 1                     # open Socket objects on it; the last close() closes
         self.watchers: list[Socket] = []  # those with a readiness fd to keep current
+        # What blocked calls on these handles wait on: one per socket (on the host's lock), so an
+        # event wakes only the threads waiting on this socket, never every thread of the host.
+        self.cond = cond
 
 
 def _shared(name: str) -> Any:
@@ -273,7 +277,7 @@ class Socket:
         self._released = False    # ...and no makefile() object keeps it alive: really gone
         self._io_refs = 0
         self._readiness: ReadinessFd | None = None
-        self._s = _Shared(_conn)
+        self._s = _Shared(_conn, host.socket_condition())
         if _conn is not None:
             _conn.on_event = self._on_event
 
@@ -321,7 +325,9 @@ class Socket:
         return self._timeout
 
     def _on_event(self) -> None:
-        """The sans-IO handle changed (lock held): wake waiters, refresh the readiness fds."""
+        """The sans-IO handle changed (lock held): wake this socket's waiters (and the host's own,
+        such as wait_for, which few threads use), refresh the readiness fds."""
+        self._s.cond.notify_all()
         self._host.notify()
         self._refresh()
 
@@ -394,7 +400,7 @@ class Socket:
         self._require_runtime()
         host = self._host
         end = None if timeout is None else time.monotonic() + timeout
-        cond = host.cond
+        cond = self._s.cond
         while True:
             if self._released:  # closed by another thread: even if ready() came true meanwhile
                 raise _err(errno.EBADF)
@@ -431,7 +437,7 @@ class Socket:
                     shared.watchers.remove(self)
             shared.refs -= 1
             if shared.refs > 0:  # a dup() still holds the connection, as a dup'd fd would
-                host.cond.notify_all()
+                shared.cond.notify_all()
                 return
             if self._udp is not None:
                 host.stack.udp_close(self._udp)
@@ -443,6 +449,7 @@ class Socket:
                 self._conn.on_event = None
                 self._conn.close()
             self._release_port()
+            shared.cond.notify_all()
             host.cond.notify_all()
             if not host.closed:
                 host.kick()

@@ -173,6 +173,9 @@ class VirtualHost(RuntimeState):
     def notify(self) -> None:
         self._cond.notify_all()
 
+    def socket_condition(self) -> threading.Condition:
+        return self._cond  # one tracking condition: the runner must see every blocked call
+
     def clock(self) -> float:
         return self.now
 
