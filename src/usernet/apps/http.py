@@ -11,19 +11,23 @@ connections go on.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import email.utils
 import importlib
 import logging
 import mimetypes
 import os
+import socket as _socket
 import ssl
 import stat
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote_to_bytes
+from urllib.parse import unquote, unquote_to_bytes
 
 from usernet.proto.http import (
     CONTINUE_100,
@@ -34,7 +38,6 @@ from usernet.proto.http import (
     ProtocolError,
     Request,
     ServerConnection,
-    format_chunk,
     format_response_head,
 )
 
@@ -43,11 +46,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("usernet.http")
 
-__all__ = ["HttpServer", "serve", "serve_directory", "load_wsgi_app", "parse_spec"]
+__all__ = ["AsyncHttpServer", "AsyncRequest", "AsyncResponse", "HttpServer", "serve", "serve_async",
+           "serve_directory", "load_wsgi_app", "parse_spec"]
 
 _RECV = 65536
 _FILE_BLOCK = 65536
 _DRAIN_LIMIT = 1024 * 1024  # unread body bytes we read and drop to keep a connection; more: close
+# Output is gathered per connection up to this many bytes and sent in one call: a head sent apart from its
+# body is a small segment, and with Nagle (RFC 9293 3.7.4) the body then waits for its ACK, which a
+# delayed-ACK client holds ~40 ms. Larger bodies stream; their first piece still leaves with the head.
+COALESCE_LIMIT = 65536
 SERVER_NAME = "usernet"
 
 
@@ -74,7 +82,7 @@ class _Exchange:
             return None
         if self.request.expect_continue and not self.continue_sent and not self.head_sent:
             self.continue_sent = True
-            self.conn.sock.sendall(CONTINUE_100)
+            self.conn.send(CONTINUE_100)
         event = self.conn.next_event(body=True)
         if isinstance(event, Data):
             return event.data
@@ -115,7 +123,7 @@ class _Exchange:
         if self.conn.server.stopping:
             self.close_after = True
         if "date" not in names:
-            headers.append(("Date", email.utils.formatdate(usegmt=True)))
+            headers.append(("Date", http_date()))
         if "server" not in names:
             headers.append(("Server", SERVER_NAME))
         if "connection" in names and any(n.lower() == "connection" and "close" in v.lower() for n, v in headers):
@@ -124,17 +132,35 @@ class _Exchange:
             headers.append(("Connection", "close"))
         elif self.request.version == b"1.0":
             headers.append(("Connection", "keep-alive"))
-        self.conn.sock.sendall(format_response_head(status, headers, reason))
+        self.conn.send(format_response_head(status, headers, reason))
         self.head_sent = True
 
     def write(self, data: bytes) -> None:
+        """Body bytes, gathered with the head and each other up to :data:`COALESCE_LIMIT`."""
         if not data or self.head_only:
             return
-        self.conn.sock.sendall(format_chunk(data) if self.chunked else data)
+        if self.chunked:
+            # One write per chunk: size line, data and CRLF (RFC 9112 7.1) never leave as three segments.
+            self.conn.send(b"%x\r\n" % len(data), data, b"\r\n")
+        else:
+            self.conn.send(data)
+
+    def flush(self) -> None:
+        self.conn.flush()
+
+    def uncommit(self) -> bool:
+        """Drop a head and body not sent yet, so a different response can replace them (True), or False
+        when bytes of this response have already left."""
+        if self.conn.flushed:
+            return False
+        self.conn.discard()
+        self.head_sent = self.chunked = False
+        return True
 
     def finish(self) -> None:
         if self.chunked and not self.head_only:
-            self.conn.sock.sendall(LAST_CHUNK)
+            self.conn.send(LAST_CHUNK)
+        self.conn.flush()
 
     def simple(self, status: int, extra: list[tuple[str, str]] | None = None, body: bytes | None = None) -> None:
         """A small text response: the reason phrase as the body."""
@@ -153,6 +179,44 @@ class _Connection:
         self.server, self.sock, self.peer = server, sock, peer
         self.parser = ServerConnection(server.limits)
         self.cycle_start = time.monotonic()
+        self.out = bytearray()  # kept across requests: its allocation is reused
+        self.flushed = False    # some of the current response has been sent
+
+    def send(self, *pieces: bytes | bytearray | memoryview) -> None:
+        """Queue response bytes; sent once COALESCE_LIMIT gathers, at :meth:`flush`, or before a read."""
+        out = self.out
+        for data in pieces:
+            if len(out) + len(data) <= COALESCE_LIMIT:
+                out += data
+                continue
+            view = memoryview(data)
+            room = COALESCE_LIMIT - len(out)
+            if out:  # fill up what is queued (the head, say) and send it with the first piece of data
+                out += view[:room]
+                view = view[room:]
+                self.flush()
+                out = self.out
+            if len(view) >= COALESCE_LIMIT:
+                self.flushed = True
+                self.sock.sendall(view)  # big: straight from the caller's buffer, no copy
+            else:
+                out += view
+            view.release()
+
+    def flush(self) -> None:
+        if not self.out:
+            return
+        self.flushed = True
+        try:
+            self.sock.sendall(self.out)
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        try:
+            self.out.clear()
+        except BufferError:  # a view on it still alive (an exception's traceback): start afresh
+            self.out = bytearray()
 
     def next_event(self, body: bool = False) -> Any:
         parser = self.parser
@@ -169,6 +233,8 @@ class _Connection:
                 deadline = self.cycle_start + self.server.idle_timeout
             else:
                 deadline = self.cycle_start + self.server.header_timeout
+            if self.out:
+                self.flush()  # whatever we owe the client leaves before we wait on it
             if now >= deadline:
                 if not parser.idle or body:
                     self.server.counters["http.timeouts"] += 1
@@ -210,6 +276,7 @@ class _Connection:
                 assert isinstance(event, Request)
                 self.server.counters["http.requests"] += 1
                 exchange = _Exchange(self, event)
+                self.flushed = False
                 self.sock.settimeout(self.server.idle_timeout)
                 self.server.handler(exchange)
                 if not exchange.head_sent:
@@ -289,6 +356,12 @@ class HttpServer:
                     sock.close()  # a flood: no thread each for the 503s either
                 continue
             self.counters["http.connections"] += 1
+            try:
+                # The server writes whole responses (coalesced above): Nagle could only hold a last
+                # small segment back until an ACK the client delays.
+                sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
             threading.Thread(target=self._run, args=(conn,), name=f"usernet-http-{peer[0]}:{peer[1]}",
                              daemon=True).start()
 
@@ -344,6 +417,18 @@ class HttpServer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_date_cache: tuple[int, str] = (0, "")
+
+
+def http_date() -> str:
+    """The Date header value (RFC 9110 6.6.1), formatted once a second rather than per response."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, email.utils.formatdate(now, usegmt=True))
+    return _date_cache[1]
 
 
 class _Counters(dict[str, int]):
@@ -487,7 +572,7 @@ class StaticFiles:
                 block = file.read(min(_FILE_BLOCK, left))
                 if not block:
                     raise _Closed  # the file shrank under us: the promised length cannot be kept
-                ex.conn.sock.sendall(block)
+                ex.conn.send(block)
                 left -= len(block)
 
     @staticmethod
@@ -617,6 +702,7 @@ class WsgiHandler:
                 raise AssertionError("write() before start_response()")
             send_pending()
             ex.write(data)
+            ex.flush()  # PEP 3333: write() must not hold data back
 
         def send_pending(length: int | None = None) -> None:
             if not ex.head_sent:
@@ -650,6 +736,7 @@ class WsgiHandler:
                     if block:
                         send_pending()
                         ex.write(block)
+                        ex.flush()  # PEP 3333: a block is sent before the next is asked for
                 if state["status"] is None:
                     raise AssertionError("the application returned without calling start_response()")
                 send_pending(length=None if _has_length(state["headers"]) or ex.head_sent else 0)
@@ -658,7 +745,7 @@ class WsgiHandler:
         except Exception:
             log.exception("WSGI application %r failed on %s", self.app, ex.request.target)
             ex.conn.server.counters["http.app_errors"] += 1
-            if ex.head_sent:
+            if ex.head_sent and not ex.uncommit():
                 raise _Closed from None  # half a response already left: only closing tells the client
             ex.close_after = True
             ex.simple(500)
@@ -755,3 +842,235 @@ def start_spec(host: Host, kind: str, port: int, rest: tuple[str, ...]) -> HttpS
         return serve_directory(host, target[0], port, tls=tls)
     return serve(host, load_wsgi_app(*target), port, tls=tls)
 
+
+
+# ==================================================================== asyncio handler API
+
+@dataclass
+class AsyncRequest:
+    """A whole request for an ``async def handler(request) -> AsyncResponse``; ``headers`` in order with
+    lower-case names, ``path`` percent-decoded (UTF-8), ``query`` as sent, ``body`` read in full (bounded by
+    ``Limits.max_body``)."""
+
+    method: str
+    target: str
+    path: str
+    query: str
+    headers: list[tuple[str, str]]
+    body: bytes = b""
+    version: str = "1.1"
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        """The first field called ``name`` (any case)."""
+        name = name.lower()
+        return next((v for n, v in self.headers if n == name), default)
+
+
+@dataclass
+class AsyncResponse:
+    """What a handler returns: Content-Length is set from ``body``; Date and Server are added."""
+
+    status: int = 200
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+
+
+AsyncHandler = Callable[[AsyncRequest], Awaitable[AsyncResponse]]
+
+
+class AsyncHttpServer:
+    """HTTP/1.1 on an asyncio loop over usernet sockets (``host.start_server``): keep-alive, pipelining,
+    the same limits and timeouts as :class:`HttpServer`, requests parsed by the same sans-IO parser.
+    Made by :func:`serve_async`; ``close()`` and ``await wait_closed()`` stop it."""
+
+    def __init__(self, host: Host, handler: AsyncHandler, port: int, *, ssl: ssl.SSLContext | None = None,
+                 address: str = "", limits: Limits | None = None, idle_timeout: float = 30.0,
+                 header_timeout: float = 10.0, max_connections: int = 256, backlog: int = 128) -> None:
+        self.host, self.handler, self.port, self.tls = host, handler, port, ssl
+        self.address, self.backlog = address, backlog
+        self.limits = limits or Limits()
+        self.idle_timeout, self.header_timeout = idle_timeout, header_timeout
+        self.max_connections = max_connections
+        self.counters = _Counters()
+        self.connections = 0
+        self._server: Any = None
+
+    async def start(self) -> None:
+        if self.tls is None:
+            self._server = await self.host.start_server(self._client, self.address, self.port,
+                                                        backlog=self.backlog)
+            return
+        # TLS: asyncio's own selector transport and TLS protocol over a usernet listening socket (its
+        # readiness descriptor is what the loop watches); usernet's stream transport has no start_tls.
+        listener = self.host.socket()
+        try:
+            listener.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+            listener.bind((self.address, self.port))
+            listener.listen(self.backlog)
+            listener.setblocking(False)
+            self._server = await asyncio.start_server(self._client, sock=listener, ssl=self.tls,  # type: ignore[arg-type]
+                                                      ssl_handshake_timeout=self.header_timeout)
+        except BaseException:
+            listener.close()
+            raise
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+    async def wait_closed(self) -> None:
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def __aenter__(self) -> AsyncHttpServer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+        await self.wait_closed()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.connections >= self.max_connections:
+            self.counters["http.connections_refused"] += 1
+            await self._reject(writer, 503, "too many connections")
+            writer.close()
+            return
+        self.connections += 1
+        self.counters["http.connections"] += 1
+        try:
+            sock = writer.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+            await self._serve(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError, _Closed):
+            pass
+        finally:
+            self.connections -= 1
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _next_event(self, parser: ServerConnection, reader: asyncio.StreamReader,
+                          writer: asyncio.StreamWriter, cycle: list[float], body: bool = False) -> Any:
+        loop = asyncio.get_running_loop()
+        while True:
+            event = parser.next_event()
+            if event is not NEED_DATA:
+                return event
+            if parser.eof:
+                raise _Closed
+            now = loop.time()
+            if body:
+                deadline = now + self.idle_timeout
+            elif parser.idle:
+                deadline = cycle[0] + self.idle_timeout
+            else:
+                deadline = cycle[0] + self.header_timeout
+            if now >= deadline:
+                if not parser.idle or body:
+                    self.counters["http.timeouts"] += 1
+                    await self._reject(writer, 408, "request timeout")
+                raise _Closed
+            try:
+                data = await asyncio.wait_for(reader.read(_RECV), deadline - now)
+            except TimeoutError:
+                continue
+            if parser.idle and data.strip(b"\r\n"):
+                cycle[0] = loop.time()  # the header timeout runs from the request's first byte
+            parser.receive_data(data)
+
+    async def _reject(self, writer: asyncio.StreamWriter, status: int, reason: str) -> None:
+        from usernet.proto.http import reason_phrase
+
+        body = f"{status} {reason_phrase(status)}: {reason}\n".encode()
+        writer.write(format_response_head(status, [("Content-Type", "text/plain; charset=utf-8"),
+                                                   ("Content-Length", str(len(body))),
+                                                   ("Connection", "close")]) + body)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(writer.drain(), 5.0)
+            if writer.can_write_eof():
+                writer.write_eof()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        parser = ServerConnection(self.limits)
+        cycle = [asyncio.get_running_loop().time()]
+        out = bytearray()  # the response buffer, kept across requests
+        while True:
+            event = await self._next_event(parser, reader, writer, cycle)
+            if isinstance(event, ProtocolError):
+                self.counters["http.bad_requests"] += 1
+                await self._reject(writer, event.status, event.reason)
+                return
+            assert isinstance(event, Request)
+            self.counters["http.requests"] += 1
+            if event.expect_continue:
+                writer.write(CONTINUE_100)
+            body = bytearray()
+            while isinstance(piece := await self._next_event(parser, reader, writer, cycle, body=True), Data):
+                body += piece.data
+            if isinstance(piece, ProtocolError):
+                self.counters["http.bad_requests"] += 1
+                await self._reject(writer, piece.status, piece.reason)
+                return
+            request = _async_request(event, bytes(body))
+            try:
+                response = await self.handler(request)
+                if not isinstance(response, AsyncResponse):
+                    raise TypeError(f"the handler returned {type(response).__name__}, not AsyncResponse")
+                head_bytes, close = self._head(event, response)
+            except Exception:
+                log.exception("HTTP handler %r failed on %s", self.handler, request.target)
+                self.counters["http.app_errors"] += 1
+                response = AsyncResponse(500, [("Content-Type", "text/plain; charset=utf-8"),
+                                               ("Connection", "close")], b"500 Internal Server Error\n")
+                head_bytes, close = self._head(event, response)
+            out += head_bytes
+            if event.method != b"HEAD" and response.status not in (204, 304):
+                out += response.body
+            writer.write(out)  # head and body in one write
+            out.clear()
+            await writer.drain()
+            if close:
+                return
+            cycle[0] = asyncio.get_running_loop().time()
+
+    def _head(self, request: Request, response: AsyncResponse) -> tuple[bytes, bool]:
+        headers = list(response.headers)
+        names = {n.lower() for n, _ in headers}
+        close = not request.keep_alive or any(n.lower() == "connection" and "close" in v.lower()
+                                              for n, v in headers)
+        if response.status not in (204, 304) and not 100 <= response.status < 200:
+            headers = [(n, v) for n, v in headers if n.lower() != "content-length"]
+            headers.append(("Content-Length", str(len(response.body))))
+        if "date" not in names:
+            headers.append(("Date", http_date()))
+        if "server" not in names:
+            headers.append(("Server", SERVER_NAME))
+        if close and "connection" not in names:
+            headers.append(("Connection", "close"))
+        elif not close and request.version == b"1.0":
+            headers.append(("Connection", "keep-alive"))
+        return format_response_head(response.status, headers), close
+
+
+def _async_request(request: Request, body: bytes) -> AsyncRequest:
+    target = request.target.decode("latin-1")
+    path, _, query = target.partition("?")
+    if path.startswith(("http://", "https://")):  # absolute form (RFC 9112 3.2.2)
+        rest = path.split("//", 1)[1]
+        path = "/" + rest.split("/", 1)[1] if "/" in rest else "/"
+    return AsyncRequest(request.method.decode("ascii"), target, unquote(path, errors="replace"), query,
+                        [(n.decode("latin-1"), v.decode("latin-1")) for n, v in request.headers], body,
+                        request.version.decode("ascii"))
+
+
+async def serve_async(host: Host, handler: AsyncHandler, port: int, *, ssl: ssl.SSLContext | None = None,
+                      **options: Any) -> AsyncHttpServer:
+    """Serve ``async def handler(request: AsyncRequest) -> AsyncResponse`` on ``port`` of ``host`` from the
+    running asyncio loop; returns the listening server. ``ssl`` (a server-side SSLContext) serves HTTPS, the
+    handshake bounded by ``header_timeout``. Options as for :func:`serve`: ``idle_timeout``,
+    ``header_timeout``, ``max_connections``, ``limits``, ``address``, ``backlog``."""
+    server = AsyncHttpServer(host, handler, port, ssl=ssl, **options)
+    await server.start()
+    return server

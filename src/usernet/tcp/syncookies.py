@@ -14,7 +14,10 @@ proceeds without window scaling and SACK.
 
 from __future__ import annotations
 
-import hashlib
+try:  # the C code behind hashlib.blake2s; importing hashlib would also load OpenSSL (~3.5 MB RSS)
+    from _blake2 import blake2s
+except ImportError:  # pragma: no cover - another Python implementation
+    from hashlib import blake2s
 
 MSS_TABLE = (536, 1200, 1300, 1400, 1440, 1452, 1460, 8960)
 PERIOD = 64.0
@@ -27,7 +30,7 @@ def _counter(now: float) -> int:
 
 def _hash(key: bytes, four_tuple: tuple[int, int, int, int], counter: int, peer_isn: int) -> int:
     data = b"%d %d %d %d %d %d" % (*four_tuple, counter & 0x1F, peer_isn)
-    return int.from_bytes(hashlib.blake2s(data, key=key, digest_size=3).digest(), "big")
+    return int.from_bytes(blake2s(data, key=key, digest_size=3).digest(), "big")
 
 
 def make_isn(key: bytes, four_tuple: tuple[int, int, int, int], peer_isn: int, peer_mss: int,
