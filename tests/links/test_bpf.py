@@ -149,7 +149,7 @@ class FakeDevice:
     def queue_fill(self) -> float:
         return 0.0
 
-    def set_overload(self, engaged: bool, syn_keep: float, admitted: Any = ()) -> None:
+    def set_overload(self, engaged: bool, syn_keep: float, admitted: Any = (), frag_keep: float = 1.0) -> None:
         self.installed.append((engaged, syn_keep))
 
 
@@ -296,3 +296,24 @@ def test_load_shedding_admits_validated_peers_once_shedding() -> None:
     shedding.tick(1.0)
     assert device.installed[-1][0] is True
     assert shedding.entries[0].admitted == [PEER_IP]
+
+
+def test_fragments_shed_by_their_own_share() -> None:
+    first = ip_frame(bytes(64), proto=ipv4.PROTO_UDP, flags_frag=ipv4.FLAG_MF)
+    later = ip_frame(bytes(64), proto=ipv4.PROTO_UDP, flags_frag=185)
+    whole = ip_frame(bytes(64), proto=ipv4.PROTO_UDP)
+    program = bpf.frame_filter(OUR_MAC, overload=True, frag_keep=0.0)
+    assert not kept(program, first) and not kept(program, later)
+    assert kept(program, whole) and kept(program, SYN)  # SYNs keep their own (full) share
+    # A validated peer's SYNs pass, its fragments do not: a fragment flood may well carry its address.
+    admitted = bpf.frame_filter(OUR_MAC, overload=True, frag_keep=0.0, syn_keep=0.0, admitted=[PEER_IP])
+    assert not kept(admitted, first) and kept(admitted, SYN)
+
+
+def test_overload_control_cuts_only_the_majority_kind() -> None:
+    control = bpf.OverloadControl()
+    control.update(kernel_drops=100, queue_fill=1.0, frames=1000, syns=10, frags=900)
+    assert control.frag_keep == pytest.approx(bpf.OverloadControl.DECREASE) and control.syn_keep == 1.0
+    while control.engaged:
+        control.update(0, 0.0, 1000, 0, 0)
+    assert control.frag_keep == 1.0

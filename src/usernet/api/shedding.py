@@ -37,6 +37,7 @@ class LoadShedding:
         self.stack = stack
         self.entries: list[_Entry] = []
         self.syns = 0
+        self.frags = 0
         self.next_update = 0.0
 
     def add(self, iface: Any, link: Any) -> None:
@@ -60,6 +61,9 @@ class LoadShedding:
         syns_total = self.stack.tcp.counters.get("syns_received", 0)  # tcp.syns_received
         syns = syns_total - self.syns
         self.syns = syns_total
+        frags_total = counters.get("ipv4.fragments_rx", 0)
+        frags = frags_total - self.frags
+        self.frags = frags_total
         admitted: list[int] | None = None
         for entry in self.entries:
             drops = entry.device.kernel_drops()
@@ -70,8 +74,9 @@ class LoadShedding:
                 counters["link.kernel_dropped"] += drops
             control = entry.control
             was_engaged = control.engaged
-            changed = control.update(drops, entry.device.queue_fill(), frames, min(syns, frames))
-            if control.engaged and control.syn_keep < 1.0:
+            changed = control.update(drops, entry.device.queue_fill(), frames, min(syns, frames),
+                                     min(frags, frames))
+            if control.engaged and (control.syn_keep < 1.0 or control.frag_keep < 1.0):
                 if admitted is None:
                     admitted = self._validated_peers(now)
                 if admitted != entry.admitted:
@@ -87,7 +92,7 @@ class LoadShedding:
                 log.info("link %s: overload over, base filter back", entry.device.name)
             try:
                 entry.device.set_overload(control.engaged, control.syn_keep,
-                                          entry.admitted if control.engaged else ())
+                                          entry.admitted if control.engaged else (), control.frag_keep)
             except OSError as err:
                 log.debug("link %s: filter not replaced: %s", entry.device.name, err)
 

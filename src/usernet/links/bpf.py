@@ -13,7 +13,9 @@ in the kernel instead, at no cost to us. Two programs:
 * the overload filter, installed by :class:`OverloadControl` while the runtime cannot keep up:
   also frames no stack could parse (IPv4 version not 4, header length below 20, total length
   beyond the frame; ARP shorter than its 28 bytes), uncounted, and a random share of pure SYNs
-  (SYN set; ACK, RST and FIN clear), the cheapest traffic to refuse and the costliest to answer. Segments of established
+  (SYN set; ACK, RST and FIN clear), the cheapest traffic to refuse and the costliest to answer,
+  and likewise of IPv4 fragments (which the reassembly table bounds, but only after each costs a
+  receive and a parse), each share cut only while its kind is most of what arrives. Segments of established
   connections, ARP, ICMP and everything else keep flowing, so the kernel stops dropping at
   random. SYNs from peers that completed a handshake in the last minute are never shed (their
   address answered our SYN-ACK, so it is not spoofed, as a DDoS scrubber's "SYN authentication"
@@ -106,12 +108,13 @@ MAX_ADMITTED = 32  # validated sources compared one instruction each
 
 
 def frame_filter(mac: bytes, promisc: bool = False, overload: bool = False, syn_keep: float = 1.0,
-                 admitted: Sequence[int] = ()) -> list[Insn]:
+                 admitted: Sequence[int] = (), frag_keep: float = 1.0) -> list[Insn]:
     """The program for a link whose own MAC is *mac* (see the module docstring).
 
     *promisc* keeps every destination MAC; *overload* adds the IPv4 sanity checks and keeps a
     fraction *syn_keep* (0..1) of pure SYNs, all of those from the *admitted* source addresses
-    (peers that completed a handshake lately, so not spoofed; at most MAX_ADMITTED)."""
+    (peers that completed a handshake lately; at most MAX_ADMITTED), and *frag_keep* of IPv4
+    fragments, whatever their source."""
     p = _Program()
     if not promisc:
         # Group addresses (broadcast, multicast) have bit 0 of the first byte set.
@@ -143,6 +146,11 @@ def frame_filter(mac: bytes, promisc: bool = False, overload: bool = False, syn_
         p.op(_LD | _B | _ABS, 14)
         p.op(_ALU | _AND | _K, 0x0F)
         p.jump(_JMP | _JGE | _K, 5, None, "drop")
+        if frag_keep < 1.0:
+            p.op(_LD | _H | _ABS, 14 + 6)
+            p.jump(_JMP | _JSET | _K, 0x3FFF, None, "not_fragment")  # MF set or an offset: a fragment
+            _keep_share(p, frag_keep, ())  # from any source: a spoofed fragment flood can carry a peer's
+            p.label("not_fragment")
         if syn_keep < 1.0:
             p.op(_LD | _B | _ABS, 14 + 9)
             p.jump(_JMP | _JEQ | _K, socket.IPPROTO_TCP, None, "accept")
@@ -152,17 +160,22 @@ def frame_filter(mac: bytes, promisc: bool = False, overload: bool = False, syn_
             p.op(_LD | _B | _IND, 14 + 13)  # the TCP flags
             p.op(_ALU | _AND | _K, _TCP_FLAG_MASK)
             p.jump(_JMP | _JEQ | _K, _PURE_SYN, None, "accept")
-            if admitted:
-                p.op(_LD | _W | _ABS, 14 + 12)  # the source address
-                for address in list(admitted)[:MAX_ADMITTED]:
-                    p.jump(_JMP | _JEQ | _K, address, "accept", None)
-            p.op(_LD | _W | _ABS, _SKF_AD_RANDOM)
-            p.jump(_JMP | _JGE | _K, syn_threshold(syn_keep), "drop", "accept")
+            _keep_share(p, syn_keep, admitted)
     p.label("accept")
     p.op(_RET | _K, ACCEPT)
     p.label("drop")
     p.op(_RET | _K, 0)
     return p.assemble()
+
+
+def _keep_share(p: _Program, keep: float, admitted: Sequence[int]) -> None:
+    """Accept what comes from an admitted source, and a random *keep* share of the rest."""
+    if admitted:
+        p.op(_LD | _W | _ABS, 14 + 12)  # the source address
+        for address in list(admitted)[:MAX_ADMITTED]:
+            p.jump(_JMP | _JEQ | _K, address, "accept", None)
+    p.op(_LD | _W | _ABS, _SKF_AD_RANDOM)
+    p.jump(_JMP | _JGE | _K, syn_threshold(keep), "drop", "accept")
 
 
 def syn_threshold(keep: float) -> int:
@@ -259,13 +272,16 @@ class OverloadControl:
     def __init__(self) -> None:
         self.engaged = False
         self.syn_keep = 1.0
+        self.frag_keep = 1.0
         self.calm = 0
         self.engagements = 0
 
-    def update(self, kernel_drops: int, queue_fill: float, frames: int, syns: int) -> bool:
+    def update(self, kernel_drops: int, queue_fill: float, frames: int, syns: int, frags: int = 0) -> bool:
         """Feed one interval's counts: frames the kernel dropped, the receive queue's fill (0..1)
-        now, frames and pure SYNs the stack got. Returns whether the filter must be replaced."""
-        before = (self.engaged, self.syn_keep)
+        now, frames, pure SYNs and IPv4 fragments the stack got. Returns whether the filter must
+        be replaced. SYNs and fragments each have their own share, cut only while they are the
+        majority of what arrives."""
+        before = (self.engaged, self.syn_keep, self.frag_keep)
         if kernel_drops > 0 or queue_fill > self.QUEUE_HIGH:
             self.calm = 0
             if not self.engaged:
@@ -273,11 +289,14 @@ class OverloadControl:
                 self.engagements += 1
             if frames and syns / frames >= self.SYN_MAJORITY:
                 self.syn_keep = max(self.MIN_KEEP, self.syn_keep * self.DECREASE)
+            if frames and frags / frames >= self.SYN_MAJORITY:
+                self.frag_keep = max(self.MIN_KEEP, self.frag_keep * self.DECREASE)
         elif self.engaged:
             self.syn_keep = min(1.0, self.syn_keep + self.INCREASE)
-            if self.syn_keep >= 1.0:
+            self.frag_keep = min(1.0, self.frag_keep + self.INCREASE)
+            if self.syn_keep >= 1.0 and self.frag_keep >= 1.0:
                 self.calm += 1
                 if self.calm >= self.CALM_INTERVALS:
                     self.engaged = False
                     self.calm = 0
-        return (self.engaged, self.syn_keep) != before
+        return (self.engaged, self.syn_keep, self.frag_keep) != before

@@ -108,11 +108,13 @@ class Packet(Link):
         self._filter_mac = mac
         bpf.attach(self.sock, bpf.frame_filter(mac, promisc=self.promisc))
 
-    def set_overload(self, engaged: bool, syn_keep: float, admitted: Sequence[int] = ()) -> None:
+    def set_overload(self, engaged: bool, syn_keep: float, admitted: Sequence[int] = (),
+                     frag_keep: float = 1.0) -> None:
         if self._filter_mac is None:
             return
         bpf.attach(self.sock, bpf.frame_filter(self._filter_mac, promisc=self.promisc, overload=engaged,
-                                               syn_keep=syn_keep if engaged else 1.0, admitted=admitted))
+                                               syn_keep=syn_keep if engaged else 1.0, admitted=admitted,
+                                               frag_keep=frag_keep if engaged else 1.0))
 
     def kernel_drops(self) -> int:
         """Frames the kernel dropped for lack of room in our receive buffer since the last call

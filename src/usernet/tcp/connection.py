@@ -66,6 +66,8 @@ MAX_WSCALE = 14  # RFC 7323 2.3
 # delayed ACKs. Linux TCP_MAX_QUICKACKS.
 MAX_QUICKACKS = 16
 DEFAULT_MSS = 536  # RFC 9293 3.7.1 when the peer sends no MSS option
+# Header prediction: of these flags a predicted segment has ACK alone (PSH may be set).
+_PREDICT_FLAGS = 0xFF & ~PSH
 
 
 def _subtract(pieces: list[tuple[int, int]], lo: int, hi: int) -> list[tuple[int, int]]:
@@ -464,11 +466,85 @@ class TcpConnection:
     # ================================================================= segment arrival
 
     def on_segment(self, seg: TcpSegment, now: float) -> None:
-        if self.state == SYN_SENT:
+        state = self.state
+        if state == ESTABLISHED and self._predicted_data(seg, now):
+            pass
+        elif state == SYN_SENT:
             self._arrive_syn_sent(seg, now)
         else:
             self._arrive_synchronized(seg, now)
         self._notify()
+
+    def _predicted_data(self, seg: TcpSegment, now: float) -> bool:
+        """Header prediction (RFC 9293 3.10.7.4's steps for the common case; Van Jacobson's
+        "fast path", as in 4.4BSD tcp_input and Linux tcp_rcv_established): in ESTABLISHED, a
+        segment with ACK (and perhaps PSH) alone, carrying data at exactly RCV.NXT that fits the
+        window, acknowledging nothing new (SEG.ACK = SND.UNA), the window unchanged, a timestamp
+        no older than TS.Recent, no SACK blocks, while nothing is out of order or pending (no
+        FIN seen, no D-SACK to report, no persist timer, memory available). Every general check
+        then passes trivially, so only what the general path would change is done here, with
+        the same effects. Returns False, having changed nothing, for any other segment."""
+        if seg.flags & _PREDICT_FLAGS != ACK:
+            return False
+        data = seg.payload
+        size = len(data)
+        seq = self.rcv_nxt
+        if not size or seg.seq != seq & 0xFFFFFFFF or seg.ack != self.snd_una & 0xFFFFFFFF:
+            return False
+        window = seg.window << self.snd_wscale
+        if window != self.snd_wnd or seq + size > self.rcv_adv:
+            return False
+        if self.ooo.pieces or self.peer_fin_seq is not None or self.dsack is not None or self.rcv_nomem \
+                or self.persist_deadline is not None or self.syn_text:
+            return False
+        # The window update of the fifth step applies (and only moves WL1/WL2, the window being
+        # the same) unless an earlier segment set WL1 beyond RCV.NXT: then the general path.
+        wl1 = self.snd_wl1
+        ack = self.snd_una
+        if not (wl1 < seq or (wl1 == seq and self.snd_wl2 <= ack)):
+            return False
+        opts = seg.options
+        if opts.sack_blocks:
+            return False
+        ts_val = opts.ts_val
+        if self.ts_ok:
+            # RFC 7323 5.3 PAWS: a timestamp older than TS.Recent goes the general way (rejected).
+            if ts_val is None or ((ts_val - self.ts_recent) & 0xFFFFFFFF) >= 0x80000000:
+                return False
+        layer = self.layer
+        memory = layer.memory
+        if not self.mem_released and memory.used + len(self.send_buf) + len(self.rcv_buf) - self.mem_charged \
+                + size > memory.config.mem_limit:
+            return False  # the host's buffer memory is exhausted: the general path drops it
+        self.last_heard = now
+        self.keepalive_probes = 0
+        if ts_val is not None and self.ts_ok and seq <= self.last_ack_sent < seq + size:
+            self.ts_recent, self.ts_recent_at = ts_val, now  # RFC 7323 4.3
+        self.snd_wl1, self.snd_wl2 = seq, ack
+        # Seventh step, in order: what _receive_data does for such a segment.
+        self.rcv_buf += data
+        self.rcv_nxt = seq + size
+        counters = layer.counters
+        counters["bytes_received"] += size
+        last = self.last_data_at
+        if last is not None and now - last > self.rto:
+            self.quick_acks = MAX_QUICKACKS
+        self.last_data_at = now
+        self.unacked_bytes += size
+        rcv_mss = self.rcv_mss or self.mss
+        mss_limit = self.mss_limit
+        self.rcv_mss = rcv_mss = max(rcv_mss, size if size < mss_limit else mss_limit)
+        if self.quick_acks > 0:
+            self.quick_acks -= 1
+            counters["quick_acks"] += 1
+            self.ack_now = True
+        elif self.unacked_bytes > rcv_mss:
+            self.ack_now = True  # RFC 5681 4.2: at least every second full-sized segment
+        elif self.delack_deadline is None:
+            self.delack_deadline = now + self.config.delayed_ack
+        layer.mark_dirty(self)
+        counters["predicted_data"] += 1
+        return True
 
     def _arrive_syn_sent(self, seg: TcpSegment, now: float) -> None:
         """RFC 9293 3.10.7.3."""
@@ -1141,10 +1217,14 @@ class TcpConnection:
                 self.dsack = None  # no room for SACK beside data: the duplicate goes unreported
             else:
                 sack_blocks = [(wire(s), wire(e)) for s, e in self._sack_blocks()] or None
-        ts = None
-        if self.ts_ok:
-            ts = (self._ts_now(now if now is not None else self.layer.now), self.ts_recent)
-        options = tcpwire.build_options(ts=ts, sack_blocks=sack_blocks) if ts or sack_blocks else b""
+        if sack_blocks:
+            ts = (self._ts_now(now if now is not None else self.layer.now), self.ts_recent) if self.ts_ok else None
+            options = tcpwire.build_options(ts=ts, sack_blocks=sack_blocks)
+        elif self.ts_ok:
+            options = tcpwire.timestamp_option(self._ts_now(now if now is not None else self.layer.now),
+                                               self.ts_recent)
+        else:
+            options = b""
         window = self._advertise() if flags & ACK or self.state != CLOSED else 0
         self.layer.transmit(self, wire(seq), wire(self.rcv_nxt) if flags & ACK else 0, flags, window, options,
                             payload)

@@ -7,7 +7,6 @@ The IP layer calls :meth:`TcpLayer.receive` with checksum-verified segments and 
 from __future__ import annotations
 
 import errno
-import hashlib
 import heapq
 import itertools
 import logging
@@ -21,6 +20,7 @@ from usernet.tcp.config import TcpConfig
 from usernet.tcp.connection import CLOSED, LISTEN, SYN_RECEIVED, TIME_WAIT, TcpConnection
 from usernet.tcp.context import ChallengeLimiter, MemoryPool
 from usernet.tcp.seq import unwrap
+from usernet.tcp.syncookies import blake2s
 from usernet.wire import tcp as tcpwire
 from usernet.wire.errors import ParseError
 from usernet.wire.tcp import ACK, FIN, RST, SYN, TcpSegment
@@ -440,7 +440,7 @@ class TcpLayer:
 
     def _isn(self, local: tuple[int, int], remote: tuple[int, int], now: float) -> int:
         """RFC 6528: ISN = M + F(4-tuple, secret), M a 4-microsecond clock."""
-        digest = hashlib.blake2s(
+        digest = blake2s(
             b"%d %d %d %d" % (local[0], local[1], remote[0], remote[1]), key=self._isn_key, digest_size=4).digest()
         return (int(now * 250_000) + int.from_bytes(digest, "big")) & 0xFFFFFFFF
 
@@ -448,7 +448,7 @@ class TcpLayer:
         """The TS clock offset of a connection: random per 4-tuple but the same for every incarnation
         of it (RFC 7323 5.4, Linux's secure_tcp_ts_off), so a new connection's timestamps are newer
         than the old one's and a peer in TIME-WAIT accepts its SYN (RFC 6191)."""
-        digest = hashlib.blake2s(b"ts %d %d %d %d" % (local[0], local[1], remote[0], remote[1]),
+        digest = blake2s(b"ts %d %d %d %d" % (local[0], local[1], remote[0], remote[1]),
                                  key=self._isn_key, digest_size=4).digest()
         return int.from_bytes(digest, "big")
 

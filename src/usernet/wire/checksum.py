@@ -16,6 +16,11 @@ faster and which needs no odd-length fix-up:
 Large buffers are summed in chunks: CPython's big-int remainder allocates a quotient as large
 as the dividend, so reducing one 64 KB integer costs more than converting it. Adding the chunks
 first (each at an even offset, so weighted by 1 modulo 0xFFFF) keeps the division small.
+
+Even a segment's integer (1,480 bytes) costs more to divide (one hardware division per 30-bit
+digit) than to convert, so a large one is folded first: its high half shifted down onto its low
+half at an even byte boundary (2**(16k) == 1 modulo 0xFFFF again), which shifts and adds do
+several times faster, until a small remainder finishes the job.
 """
 
 from __future__ import annotations
@@ -26,6 +31,26 @@ _from_bytes = int.from_bytes
 # Below this size the plain conversion is fastest; above it summing chunks wins (see
 # bench/bench_wire.py). Even, so every chunk starts at an even offset.
 _CHUNK = 4096
+
+
+# Above this many bytes an integer is folded before its remainder (see bench/bench_rx_data.py).
+_FOLD_ABOVE = 192
+_MASKS: dict[int, int] = {}  # even byte count -> an integer of that many 0xFF bytes
+_MAX_MASKS = 64
+
+
+def _mod(value: int, n: int) -> int:
+    """``value % 0xFFFF`` for a non-negative *value* below 2**(8*n)."""
+    while n > _FOLD_ABOVE:
+        half = ((n + 3) >> 2) << 1  # an even byte count, at least half of n
+        mask = _MASKS.get(half)
+        if mask is None:
+            mask = (1 << (half << 3)) - 1
+            if len(_MASKS) < _MAX_MASKS:
+                _MASKS[half] = mask
+        value = (value >> (half << 3)) + (value & mask)
+        n = half + 1  # the sum of two numbers below 2**(8*half)
+    return value % 0xFFFF
 
 
 def _sum_le(data: Any) -> int:
@@ -49,7 +74,7 @@ def ones_sum(data: Any) -> int:
     but the last has an even length (RFC 1071 section 2(B): the sum is associative).
     """
     value = _sum_le(data)
-    folded = value % 0xFFFF
+    folded = _mod(value, min(len(data), _CHUNK + 8))
     if folded == 0:
         return 0xFFFF if value else 0
     return (folded << 8) % 0xFFFF  # back to network byte order
@@ -70,8 +95,13 @@ def checksum(data: Any, extra: int = 0) -> int:
     Over data that includes a correct checksum field this returns 0 (RFC 1071 section 1(3)).
     """
     # The small case inlined: a Python call costs as much as converting 300 bytes.
-    value = _from_bytes(data, "little") if len(data) <= _CHUNK else _sum_le(data)
-    folded = value % 0xFFFF  # reduce before adding: adding to a big int copies it
+    n = len(data)
+    if n <= _FOLD_ABOVE:
+        value = _from_bytes(data, "little")
+        folded = value % 0xFFFF  # reduce before adding: adding to a big int copies it
+    else:
+        value = _from_bytes(data, "little") if n <= _CHUNK else _sum_le(data)
+        folded = _mod(value, min(n, _CHUNK + 8))
     if extra:
         # extra is a network-order sum: times 2**8 it joins the little-endian one. The total
         # is non-zero, so a zero remainder means negative zero.

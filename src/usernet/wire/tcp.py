@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 
-from usernet.wire.checksum import finish, ones_sum, pseudo_header_sum
+from usernet.wire.checksum import checksum, finish, pseudo_header_sum
 from usernet.wire.errors import ParseError
 
 HEADER_LEN = 20
@@ -28,6 +28,9 @@ OPT_SACK = 5
 OPT_TIMESTAMP = 8
 
 _HEADER = struct.Struct("!HHIIBBHHH")
+_TS_ONLY = struct.Struct("!III")  # NOP, NOP, kind 8, length 10 as one word; TSval; TSecr
+_TS_LEAD = (OPT_NOP << 24) | (OPT_NOP << 16) | (OPT_TIMESTAMP << 8) | 10
+_TS_ONLY_LEN = HEADER_LEN + 12
 _FLAG_NAMES = "FSRPAUEC"
 
 
@@ -120,8 +123,26 @@ def parse(buf: bytes | bytearray | memoryview) -> TcpSegment:
     offset = (offset_byte >> 4) * 4
     if offset < HEADER_LEN or offset > len(view):
         raise ParseError("tcp.bad_offset")
-    options = parse_options(view[HEADER_LEN:offset]) if offset > HEADER_LEN else _NO_OPTIONS
+    if offset == _TS_ONLY_LEN:
+        # The layout nearly every segment of a connection with timestamps carries (Linux's and
+        # ours): NOP, NOP, timestamps, read in one go (RFC 7323 appendix A).
+        lead, ts_val, ts_ecr = _TS_ONLY.unpack_from(view, HEADER_LEN)
+        if lead == _TS_LEAD:
+            options = TcpOptions()
+            options.ts_val = ts_val
+            options.ts_ecr = ts_ecr
+        else:
+            options = parse_options(view[HEADER_LEN:offset])
+    elif offset > HEADER_LEN:
+        options = parse_options(view[HEADER_LEN:offset])
+    else:
+        options = _NO_OPTIONS
     return TcpSegment(sport, dport, seq, ack, flags, window, urgent, options, view[offset:])
+
+
+def timestamp_option(ts_val: int, ts_ecr: int) -> bytes:
+    """The timestamps option alone, as :func:`build_options` lays it out (NOP, NOP, TS)."""
+    return _TS_ONLY.pack(_TS_LEAD, ts_val, ts_ecr)
 
 
 def build_options(*, mss: int | None = None, wscale: int | None = None, sack_permitted: bool = False,
@@ -169,7 +190,7 @@ def build(src: int, dst: int, sport: int, dport: int, seq: int, ack: int, flags:
     if partial_checksum:
         csum = 0xFFFF - finish(pseudo_header_sum(src, dst, PROTO, length))  # the folded sum, not inverted
     else:
-        csum = finish(ones_sum(segment) + pseudo_header_sum(src, dst, PROTO, length))
+        csum = checksum(segment, src + dst + PROTO + length)  # the pseudo-header's sum (pseudo_header_sum)
     segment[16] = csum >> 8
     segment[17] = csum & 0xFF
     return segment
