@@ -22,6 +22,7 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from usernet.api.memtrim import MemoryReturn
 from usernet.api.runtime import RuntimeState
 from usernet.api.shedding import LoadShedding
 from usernet.links.base import Link
@@ -77,6 +78,7 @@ class Host(RuntimeState):
         #: (interface, link) for every interface with a link: the primary first
         self._links: list[tuple[Interface, Link]] = [(self.stack.primary, link)]
         self._shedding = LoadShedding(self.stack)
+        self._memory_return = MemoryReturn(self.stack)
         self._shedding.add(self.stack.primary, link)
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
@@ -366,7 +368,9 @@ class Host(RuntimeState):
                     if backlog:
                         stack.counters["host.rx_budget_exhausted"] += 1
                     self._flush()
-                    self._shedding.tick(time.monotonic())
+                    now = time.monotonic()
+                    self._shedding.tick(now)
+                    self._memory_return.tick(now)
         except Exception:
             log.exception("usernet runtime thread crashed")
             self.stack.counters["host.runtime_crash"] += 1
