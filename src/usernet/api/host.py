@@ -40,6 +40,7 @@ _MAX_BATCH = 256
 # flood then cannot starve timers, replies or applications.
 RX_BUDGET_FRAMES = 1024
 RX_BUDGET_SECONDS = 0.002
+CORK_SECONDS = 0.001  # the longest a loopback write's small rest waits for more data (Host.cork)
 RX_YIELD_SECONDS = 0.0002  # the pause between two passes that used up their budget
 _DEFAULT = object()  # create_connection's "use the default timeout"
 
@@ -89,6 +90,9 @@ class Host(RuntimeState):
         # When the runtime thread's current wait ends (monotonic time; written under the lock). A
         # socket call that creates an earlier deadline wakes the thread so it re-arms (kick()).
         self._armed = 0.0
+        # Loopback autocorking (cork()): connections holding a small rest back, and when it goes.
+        self._corked: dict[Any, None] = {}  # at most one entry per connection, emptied by each release
+        self._cork_deadline: float | None = None
         self._stopping = False
         self._closed = False
         self._sockets: weakref.WeakSet[Socket] = weakref.WeakSet()
@@ -383,7 +387,14 @@ class Host(RuntimeState):
     def _flush(self) -> None:
         """Run timers and transmit on every link. Called with the lock held."""
         stack = self.stack
-        primary_frames = stack.poll(time.monotonic())
+        now = time.monotonic()
+        if self._cork_deadline is not None and now >= self._cork_deadline:
+            self._cork_deadline = None
+            mark = stack.tcp.mark_dirty
+            for conn in self._corked:
+                mark(conn)
+            self._corked.clear()
+        primary_frames = stack.poll(now)
         for iface, link in self._links:
             frames = primary_frames if iface is stack.primary else stack.take(iface)
             if not frames:
@@ -407,6 +418,9 @@ class Host(RuntimeState):
         """The earliest of the stack's timers and the link's (a delaying fault injector, the
         in-memory switch). Lock held."""
         deadline = self.stack.next_deadline()
+        cork = self._cork_deadline
+        if cork is not None and (deadline is None or cork < deadline):
+            deadline = cork
         for _, link in self._links:
             link_deadline = link.next_deadline()
             if link_deadline is not None and (deadline is None or link_deadline < deadline):
@@ -422,6 +436,28 @@ class Host(RuntimeState):
         if deadline is not None and deadline < self._armed and self._thread is not None:
             self._armed = deadline
             self._wake()
+
+    def cork(self, conn: Any) -> None:
+        """A loopback write held a small rest back (autocorking; lock held): it goes with the
+        connection's next write, or when a thread blocks in a socket call, or at the latest
+        CORK_SECONDS from the first rest held (the runtime thread's timer). Waking the runtime
+        thread at once instead would have it contend for the lock with a bulk writer each write."""
+        self._corked[conn] = None
+        if self._cork_deadline is None:
+            self._cork_deadline = deadline = time.monotonic() + CORK_SECONDS
+            if deadline < self._armed and self._thread is not None:
+                self._armed = deadline
+                self._wake()
+
+    def release_corked(self) -> None:
+        """Send every rest autocorking held back (lock held)."""
+        if self._corked:
+            mark = self.stack.tcp.mark_dirty
+            for conn in self._corked:
+                mark(conn)
+            self._corked.clear()
+            self._flush()
+        self._cork_deadline = None
 
     def clock(self) -> float:
         """The stack's clock (the runtime's is monotonic time; a virtual-time driver has its own)."""

@@ -399,6 +399,11 @@ class Socket:
             raise _err(errno.EAGAIN)
         self._require_runtime()
         host = self._host
+        release = getattr(host, "release_corked", None)
+        if release is not None:
+            release()  # about to block: what loopback autocorking held back goes now
+            if ready():
+                return
         end = None if timeout is None else time.monotonic() + timeout
         cond = self._s.cond
         while True:
@@ -910,9 +915,27 @@ class Socket:
                 sent = conn.send(view)
             except BrokenPipeError:
                 raise _err(errno.EPIPE) from None
-            host.kick()
+            if host.stack.is_local(conn.remote_addr) and host.running and hasattr(host, "cork"):
+                self._flush_local(conn)
+            else:
+                host.kick()
             self._refresh()
             return sent
+
+    def _flush_local(self, conn: Any) -> None:
+        """A write over the loopback (lock held): send the full segments now and hold a small rest
+        behind them (autocorking, as Linux's lo), so that 64 KB writes become 65,483-byte segments,
+        not each one such segment plus a 53-byte one. The rest joins the next write's data; if none
+        comes first, it goes when a thread blocks in a socket call or after Host.cork's short delay."""
+        host = self._host
+        conn.autocork = conn.snd_nxt
+        try:
+            host.kick()
+        finally:
+            conn.autocork = None
+        if conn.corked:
+            conn.corked = False
+            host.cork(conn)  # type: ignore[attr-defined]
 
     def sendall(self, data: Any, flags: int = 0) -> None:
         view = memoryview(data).cast("B")

@@ -102,7 +102,8 @@ class Stack(ArpMixin, Ipv4Mixin, IcmpMixin, UdpMixin, StackBase):
         if name == self.loopback.name:
             name += "1"  # a link named like our loopback (AF_PACKET on the kernel's lo)
         self.primary = self.add_interface(name, layer=layer, mac=mac, mtu=mtu)
-        self.tcp = TcpLayer(rng=self.rng, output=self._tcp_output, mtu_for=self.mtu_for, gso_for=self.gso_for)
+        self.tcp = TcpLayer(rng=self.rng, output=self._tcp_output, mtu_for=self.mtu_for, gso_for=self.gso_for,
+                            is_local=self.is_local, loopback_output=self.loopback_output)
         self.timers.append(self.tcp)
         if addr:
             self.set_address(addr, now=now)

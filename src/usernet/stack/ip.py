@@ -10,7 +10,7 @@ from typing import Any
 
 from usernet.errors import os_error
 from usernet.stack.base import StackBase
-from usernet.stack.interface import BARE_IP, LOOPBACK, Interface
+from usernet.stack.interface import BARE_IP, ETHERNET, LOOPBACK, Interface
 from usernet.wire import ethernet, icmp, ipv4
 from usernet.wire import tcp as tcpwire
 from usernet.wire.checksum import checksum, pseudo_header_sum, update16
@@ -20,6 +20,13 @@ log = logging.getLogger("usernet.stack")
 
 IP_HLEN = ipv4.HEADER_LEN
 _MAX_DATAGRAM = ipv4.MAX_PACKET  # 65,535: also what the loopback's 65,536-byte MTU allows
+_unpack_ip = ipv4._unpack_from
+_ip_header = ipv4.header_bytes
+_from_bytes = int.from_bytes
+_is_martian = ipv4.is_martian_source
+_IPV4_TYPE = b"\x08\x00"
+# Flags/offset bits other than DF: reserved, MF or a fragment offset (not the fast path's case).
+_NOT_DF = ipv4.FLAG_RESERVED | ipv4.FLAG_MF | ipv4.OFFSET_MASK
 
 
 def _is_link_local(address: int) -> bool:
@@ -50,7 +57,31 @@ class Ipv4Mixin(StackBase):
 
     def _ip_input(self, iface: Interface, frame: bytes | bytearray | memoryview, offset: int, trusted: bool) -> None:
         counters = self.counters
-        header = ipv4.parse(frame, offset, verify_checksum=not iface.is_loopback)
+        view = memoryview(frame)
+        if len(view) - offset >= IP_HLEN:
+            # The bulk of all input: an unfragmented TCP segment without IP options for one of our
+            # addresses. Handled here without building an IPv4Header; the checks are ipv4.parse's
+            # and the general path's below, in the same order, with the same counters.
+            ver_ihl, _, total_length, _, flags_frag, _, proto, _, src, dst = _unpack_ip(view, offset)
+            if (ver_ihl == 0x45 and proto == 6 and not flags_frag & _NOT_DF and dst in self.local_addrs
+                    and IP_HLEN <= total_length <= len(view) - offset):
+                end = offset + total_length
+                if not iface.is_loopback:
+                    if _from_bytes(view[offset:offset + IP_HLEN], "little") % 0xFFFF:
+                        raise ParseError("ipv4.bad_checksum")  # RFC 1071: see ipv4.parse
+                    counters["ipv4.rx"] += 1
+                    if _is_martian(src) or src in self.broadcasts or src in self.local_addrs:
+                        self._drop("ipv4.martian_source")
+                        return
+                else:
+                    counters["ipv4.rx"] += 1
+                segment = view[offset + IP_HLEN:end]
+                if not trusted and checksum(segment, pseudo_header_sum(src, dst, 6, end - offset - IP_HLEN)) != 0:
+                    self._drop("tcp.bad_checksum")
+                    return
+                self.tcp.receive(src, dst, segment, self._now)
+                return
+        header = ipv4.parse(view, offset, verify_checksum=not iface.is_loopback)
         counters["ipv4.rx"] += 1
         dst = header.dst
         src = header.src
@@ -161,13 +192,16 @@ class Ipv4Mixin(StackBase):
         mtu = min(iface.mtu, _MAX_DATAGRAM)
         length = len(payload)
         if IP_HLEN + length <= mtu:
-            packet = bytearray(IP_HLEN + length)
-            ipv4.write_header(packet, 0, src=src, dst=dst, proto=proto, payload_len=length,
-                              ident=self._next_ident(), ttl=ttl, tos=tos,
-                              flags_frag=ipv4.FLAG_DF if dont_fragment else 0)
-            packet[IP_HLEN:] = payload
+            ident = self.ip_ident = (self.ip_ident + 1) & 0xFFFF
+            header = _ip_header(src, dst, proto, length, ident, ttl, tos, ipv4.FLAG_DF if dont_fragment else 0)
             self.counters["ipv4.tx"] += 1
-            self._send_on(iface, next_hop, packet)
+            if iface.layer == ETHERNET:
+                mac = self._fresh_neighbour(iface, next_hop)
+                if mac is not None:
+                    # One copy: Ethernet header, IPv4 header and payload joined into the frame.
+                    self._queue_frame(iface, b"".join((mac, iface.mac, _IPV4_TYPE, header, payload)))
+                    return
+            self._send_on(iface, next_hop, header + payload)
             return
         if dont_fragment or IP_HLEN + length > _MAX_DATAGRAM:
             raise os_error(errno.EMSGSIZE, "Message too long")
@@ -220,6 +254,18 @@ class Ipv4Mixin(StackBase):
         if mac is not None:
             self._emit_ip_frame(iface, mac, packet)
 
+    def _fresh_neighbour(self, iface: Interface, next_hop: int) -> bytes | None:
+        """The MAC of a unicast *next_hop* whose entry is fresh, touched as the resolver's lookup
+        would (LRU order); None for broadcasts, multicast and anything the resolver must handle
+        (unknown, pending, stale: probes), which then goes the general way through `_send_on`."""
+        resolver = iface.neighbours
+        if resolver is None or next_hop == 0xFFFFFFFF or next_hop in self.broadcasts or ipv4.is_multicast(next_hop):
+            return None
+        mac = resolver.known(next_hop, self._now)
+        if mac is not None:
+            resolver.cache.entries.move_to_end(next_hop)
+        return mac
+
     def _local_unreachable(self, packet: Any) -> None:
         """A packet we originated could not be delivered (ARP failed): report it to its sender as if
         the ICMP error had come back, which is what Linux's sockets see (EHOSTUNREACH)."""
@@ -229,6 +275,23 @@ class Ipv4Mixin(StackBase):
             return
         self._deliver_icmp_error(icmp.DEST_UNREACHABLE, icmp.CODE_HOST_UNREACHABLE, 0, memoryview(packet),
                                  header.dst)
+
+    def is_local(self, dst: int) -> bool:
+        """Whether a datagram to *dst* goes over the loopback (as :meth:`route_for` decides)."""
+        return dst in self.local_addrs or (dst >> 24) == 127
+
+    def loopback_output(self, src: int, dst: int, packet: bytearray, ttl: int | None = None, tos: int = 0) -> None:
+        """Queue a TCP segment for one of our addresses, built behind 20 bytes of room for its
+        IPv4 header (TcpLayer's loopback path): the header is written in place, no copy."""
+        length = len(packet) - IP_HLEN
+        if length + IP_HLEN > _MAX_DATAGRAM:
+            self._drop("tcp.tx_unroutable")  # cannot happen: the loopback MSS keeps it within a datagram
+            return
+        ipv4.write_header(packet, 0, src=src, dst=dst, proto=ipv4.PROTO_TCP, payload_len=length,
+                          ident=self._next_ident(), ttl=self.config.ttl if ttl is None else ttl, tos=tos,
+                          flags_frag=ipv4.FLAG_DF)
+        self.counters["ipv4.tx"] += 1
+        self._send_on(self.loopback, dst, packet)
 
     def _deliver_loopback(self, budget: int) -> int:
         """Deliver up to *budget* packets waiting on the loopback; returns how many."""
@@ -262,18 +325,23 @@ class Ipv4Mixin(StackBase):
     def _tcp_output(self, src: int, dst: int, segment: bytes | bytearray, gso_size: int = 0,
                     ttl: int | None = None, tos: int = 0) -> None:
         try:
-            if gso_size:
-                iface, hop = self.route_for(dst)
-                mac = iface.neighbours.known(hop, self._now) if iface.neighbours is not None else None
+            # One route lookup and one copy for a segment to a fresh neighbour on Ethernet (every
+            # ACK and data segment of an established connection); the rest goes through send_ip.
+            iface, hop = self.route_for(dst)
+            length = len(segment)
+            if iface.layer == ETHERNET and (gso_size or IP_HLEN + length <= min(iface.mtu, _MAX_DATAGRAM)):
+                mac = self._fresh_neighbour(iface, hop)
                 if mac is not None:
-                    packet = bytearray(IP_HLEN + len(segment))
-                    ipv4.write_header(packet, 0, src=src, dst=dst, proto=ipv4.PROTO_TCP,
-                                      payload_len=len(segment), ident=self._next_ident(),
-                                      ttl=self.config.ttl if ttl is None else ttl, tos=tos, flags_frag=ipv4.FLAG_DF)
-                    packet[IP_HLEN:] = segment
+                    ident = self.ip_ident = (self.ip_ident + 1) & 0xFFFF
+                    header = _ip_header(src, dst, ipv4.PROTO_TCP, length, ident,
+                                        self.config.ttl if ttl is None else ttl, tos, ipv4.FLAG_DF)
                     self.counters["ipv4.tx"] += 1
-                    self.counters["tcp.tso_segments"] += 1
-                    self._queue_frame(iface, (b"".join((mac, iface.mac, b"\x08\x00", packet)), gso_size))
+                    frame = b"".join((mac, iface.mac, _IPV4_TYPE, header, segment))
+                    if gso_size:
+                        self.counters["tcp.tso_segments"] += 1
+                        self._queue_frame(iface, (frame, gso_size))
+                    else:
+                        self._queue_frame(iface, frame)
                     return
             self.send_ip(src, dst, ipv4.PROTO_TCP, segment, dont_fragment=True, ttl=ttl, tos=tos)
         except OSError as err:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from usernet.errors import os_error
 from usernet.tcp import congestion
+from usernet.tcp.buffer import StreamBuffer
 from usernet.tcp.config import TcpConfig
 from usernet.tcp.reassembly import OutOfOrder
 from usernet.tcp.seq import unwrap, wire
@@ -112,7 +113,7 @@ class TcpConnection:
         self.irs = 0
         self.rcv_nxt = 0
         self.rcv_adv = 0                  # right edge of the window we advertised
-        self.rcv_buf = bytearray()
+        self.rcv_buf = StreamBuffer()     # in-order data not yet read (keeps its storage across reads)
         self.ooo = OutOfOrder(config.max_ooo_segments)
         self.peer_fin_seq: int | None = None
         self.syn_text = b""               # data that came on the peer's SYN, delivered once ESTABLISHED
@@ -179,6 +180,11 @@ class TcpConnection:
         self.undo_possible = False        # something was retransmitted, all of it D-SACK-able
         # User-facing state
         self.nodelay = False
+        # Loopback autocorking (the socket layer sets autocork around its own flush): a sub-MSS
+        # tail behind segments sent in that flush waits for the application's next write; corked
+        # says one did.
+        self.autocork: int | None = None  # SND.NXT when the socket layer's flush began
+        self.corked = False
         self.sndbuf = config.sndbuf
         self.rcvbuf = config.rcvbuf
         self.linger: tuple[bool, int] = (False, 0)
@@ -270,8 +276,7 @@ class TcpConnection:
     def recv(self, maximum: int) -> bytes | None:
         """In-order data (b"" at end of stream), or None when none is available yet."""
         if self.rcv_buf:
-            data = bytes(self.rcv_buf[:maximum])
-            del self.rcv_buf[:maximum]
+            data = self.rcv_buf.take(maximum)  # one copy; the storage stays for the next segments
             self.recharge()
             self._window_opened()
             return data
@@ -1309,6 +1314,12 @@ class TcpConnection:
                     # 64 KB instead of per 1.4 KB; the wire still sees MSS-sized segments.
                     size = max(mss, min(unsent, usable, gso) // mss * mss)
             if size < mss:
+                if size == unsent and self.autocork is not None and self.snd_nxt != self.autocork \
+                        and not self.fin_queued:
+                    # Linux's tcp_should_autocork on lo: full segments just went, the small rest
+                    # would go alone; the caller flushes it unless more data joins it first.
+                    self.corked = True
+                    break
                 if size < unsent:
                     # Window-limited: sender SWS avoidance (RFC 9293 3.8.6.2.1) waits for a
                     # useful window unless nothing is in flight.

@@ -11,6 +11,7 @@ import heapq
 import itertools
 import logging
 import random
+import struct
 from collections import OrderedDict, defaultdict, deque
 from collections.abc import Callable
 
@@ -22,10 +23,13 @@ from usernet.tcp.context import ChallengeLimiter, MemoryPool
 from usernet.tcp.seq import unwrap
 from usernet.tcp.syncookies import blake2s
 from usernet.wire import tcp as tcpwire
+from usernet.wire.checksum import finish, pseudo_header_sum
 from usernet.wire.errors import ParseError
 from usernet.wire.tcp import ACK, FIN, RST, SYN, TcpSegment
 
 _SYN_CHECK = FIN | SYN | RST | ACK  # a pure SYN has SYN alone of these
+_TCP_HEADER = struct.Struct("!HHIIBBHHH")  # RFC 9293 3.1, as wire.tcp packs it
+_IP_HLEN = 20  # the IPv4 header (no options) a loopback packet is built behind
 VALIDATED_PEERS_MAX = 64  # addresses that recently completed a handshake with us (load shedding)
 
 log = logging.getLogger("usernet.tcp")
@@ -94,9 +98,16 @@ class TcpListener:
 class TcpLayer:
     def __init__(self, *, rng: random.Random, output: Callable[..., None],
                  mtu_for: Callable[[int], int], config: TcpConfig | None = None,
-                 gso_for: Callable[[int], int] | None = None) -> None:
+                 gso_for: Callable[[int], int] | None = None, is_local: Callable[[int], bool] | None = None,
+                 loopback_output: Callable[..., None] | None = None) -> None:
         self.rng = rng
         self.output = output
+        # is_local(dst): the segment goes over the host's own loopback; loopback_output(src, dst,
+        # packet, ttl=, tos=) then takes a whole IPv4 packet whose first 20 bytes are the header's room.
+        self.is_local: Callable[[int], bool] = is_local if is_local is not None and loopback_output is not None \
+            else (lambda dst: False)
+        self.loopback_output: Callable[..., None] = loopback_output if loopback_output is not None \
+            else (lambda *args, **kwargs: None)
         self.mtu_for = mtu_for
         # gso_for(dst): payload bytes one super-segment may carry for the link to cut into MSS-sized
         # segments (TSO through the kernel), or 0 when the link cannot.
@@ -299,6 +310,9 @@ class TcpLayer:
                  payload: bytes | bytearray | memoryview) -> None:
         self.counters["segments_sent"] += 1
         ip = conn.ip_options  # per-socket IP_TTL/IP_TOS; {} (the common case) passes nothing
+        if self.is_local(conn.remote_addr):
+            self._transmit_local(conn, seq, ack, flags, window, options, payload, ip)
+            return
         if len(payload) > conn.mss:  # a super-segment: the link segments it and completes checksums
             self.output(conn.local_addr, conn.remote_addr,
                         tcpwire.build(conn.local_addr, conn.remote_addr, conn.local_port, conn.remote_port, seq,
@@ -307,6 +321,25 @@ class TcpLayer:
         self.output(conn.local_addr, conn.remote_addr,
                     tcpwire.build(conn.local_addr, conn.remote_addr, conn.local_port, conn.remote_port, seq, ack,
                                   flags, window, options, payload), **ip)
+
+    def _transmit_local(self, conn: TcpConnection, seq: int, ack: int, flags: int, window: int, options: bytes,
+                        payload: bytes | bytearray | memoryview, ip: dict[str, int]) -> None:
+        """A segment to one of our own addresses: it never leaves memory, so it is built once, with
+        room for the IPv4 header in front (one copy of the payload), and without its checksum: the
+        field holds the pseudo-header sum alone, as Linux's loopback leaves it (CHECKSUM_PARTIAL;
+        input on the loopback trusts it, CHECKSUM_UNNECESSARY). No capture or link sees the loopback."""
+        header_len = tcpwire.HEADER_LEN + len(options)
+        length = header_len + len(payload)
+        packet = bytearray(_IP_HLEN + length)
+        src, dst = conn.local_addr, conn.remote_addr
+        partial = 0xFFFF - finish(pseudo_header_sum(src, dst, tcpwire.PROTO, length))
+        _TCP_HEADER.pack_into(packet, _IP_HLEN, conn.local_port, conn.remote_port, seq, ack, (header_len // 4) << 4,
+                              flags, window, partial, 0)
+        if options:
+            packet[_IP_HLEN + tcpwire.HEADER_LEN:_IP_HLEN + header_len] = options
+        if payload:
+            packet[_IP_HLEN + header_len:] = payload
+        self.loopback_output(src, dst, packet, **ip)
 
     def icmp_error(self, src: int, dst: int, quoted: memoryview, icmp_type: int, code: int, next_hop_mtu: int,
                    now: float) -> None:

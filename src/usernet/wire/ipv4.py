@@ -34,6 +34,8 @@ OPT_NOP = 1
 LIMITED_BROADCAST = 0xFFFFFFFF
 
 _HEADER = struct.Struct("!BBHHHBBHII")
+_pack = _HEADER.pack
+_unpack_from = _HEADER.unpack_from
 _from_bytes = int.from_bytes
 _NO_OPTIONS = memoryview(b"")
 
@@ -159,6 +161,17 @@ def write_header(buf: bytearray | memoryview, offset: int, *, src: int, dst: int
         raise ValueError(f"IPv4 payload of {payload_len} bytes does not fit a datagram")
     csum = _header_checksum(tos, total_length, ident, flags_frag, ttl, proto, src, dst)
     _HEADER.pack_into(buf, offset, 0x45, tos, total_length, ident, flags_frag, ttl, proto, csum, src, dst)
+
+
+def header_bytes(src: int, dst: int, proto: int, payload_len: int, ident: int, ttl: int, tos: int,
+                 flags_frag: int) -> bytes:
+    """The 20-byte header (no options) with its checksum, as bytes: for output paths that join it
+    with the payload (and the link header) in one copy. Same checks as :func:`write_header`."""
+    total_length = HEADER_LEN + payload_len
+    if not HEADER_LEN <= total_length <= MAX_PACKET:
+        raise ValueError(f"IPv4 payload of {payload_len} bytes does not fit a datagram")
+    folded = (0x4500 + tos + total_length + ident + flags_frag + (ttl << 8) + proto + src + dst) % 0xFFFF
+    return _pack(0x45, tos, total_length, ident, flags_frag, ttl, proto, 0xFFFF - folded if folded else 0, src, dst)
 
 
 def build(*, src: int, dst: int, proto: int, payload: bytes | bytearray | memoryview, ident: int, ttl: int = 64,
