@@ -18,7 +18,6 @@ import re
 import select
 import signal
 import socket
-import statistics
 import struct
 import subprocess
 import sys
@@ -446,6 +445,8 @@ def _parse_services(specs: Sequence[str]) -> list[tuple[str, str, int]]:
 def _parse_http_services(specs: Sequence[str]) -> list[tuple[str, str, int, tuple[str, ...]]]:
     """--serve http:/https:PORT:DIR[,cert=,key=] and wsgi:PORT:MODULE:CALLABLE[,cert=,key=] to (spec,
     kind, port, rest)."""
+    if not specs:
+        return []  # and the HTTP server (asyncio, ssl: ~8 MB) is never imported
     from usernet.apps.http import parse_spec
 
     parsed: list[tuple[str, str, int, tuple[str, ...]]] = []
@@ -462,6 +463,8 @@ def _parse_http_services(specs: Sequence[str]) -> list[tuple[str, str, int, tupl
 
 
 def _start_http_services(host: Any, services: list[tuple[str, str, int, tuple[str, ...]]]) -> None:
+    if not services:
+        return
     from usernet.apps.http import start_spec
 
     for spec, kind, port, rest in services:
@@ -644,6 +647,8 @@ def cmd_ping(args: argparse.Namespace) -> int:
     print(f"{sent} packets transmitted, {len(got)} received{extra}, {loss:g}% packet loss, time {elapsed:.0f}ms")
     if got:
         ms = [r * 1000 for r in got]
+        import statistics  # here: it pulls in decimal and fractions, which nothing else needs
+
         mdev = math.sqrt(statistics.pvariance(ms)) if len(ms) > 1 else 0.0
         print(f"rtt min/avg/max/mdev = {min(ms):.3f}/{statistics.fmean(ms):.3f}/{max(ms):.3f}/{mdev:.3f} ms")
     sys.stdout.flush()
