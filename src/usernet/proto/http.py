@@ -218,6 +218,20 @@ class ServerConnection:
             return self._fail(400, "error")
         return self._chunked()
 
+    def _content_length(self, values: list[bytes]) -> int | ProtocolError:
+        """The body length the Content-Length field lines give; differing or invalid values are
+        unrecoverable (RFC 9112 6.3 item 5), and a length beyond the limit is refused."""
+        lengths = {v.strip() for v in b",".join(values).split(b",")}
+        if len(lengths) != 1:
+            return self._fail(400, "differing Content-Length values")
+        value = lengths.pop()
+        if _DIGITS.fullmatch(value) is None:
+            return self._fail(400, "invalid Content-Length")
+        length = int(value)
+        if length > self.limits.max_body:
+            return self._fail(413, "body too large")
+        return length
+
     def _fail(self, status: int, reason: str) -> ProtocolError:
         self._state = _ERROR
         self._error = ProtocolError(status, reason)
@@ -335,15 +349,9 @@ class ServerConnection:
             request.chunked = True
             self._state = _CHUNK_LINE
         elif cl:
-            values = {v.strip() for v in b",".join(cl).split(b",")}
-            if len(values) != 1:
-                return self._fail(400, "differing Content-Length values")
-            value = values.pop()
-            if _DIGITS.fullmatch(value) is None:
-                return self._fail(400, "invalid Content-Length")
-            length = int(value)
-            if length > self.limits.max_body:
-                return self._fail(413, "body too large")
+            length = self._content_length(cl)
+            if isinstance(length, ProtocolError):
+                return length
             request.content_length = length
             self._left = length
             self._state = _BODY
@@ -562,16 +570,9 @@ class ClientConnection(ServerConnection):
             # A final coding other than chunked: the body runs until the close.
             return self._until_close(response)
         if cl:
-            # 5. Differing or invalid values are unrecoverable (RFC 9112 6.3 item 5).
-            values = {v.strip() for v in b",".join(cl).split(b",")}
-            if len(values) != 1:
-                return self._fail(400, "differing Content-Length values")
-            value = values.pop()
-            if _DIGITS.fullmatch(value) is None:
-                return self._fail(400, "invalid Content-Length")
-            length = int(value)
-            if length > self.limits.max_body:
-                return self._fail(413, "body too large")
+            length = self._content_length(cl)
+            if isinstance(length, ProtocolError):
+                return length
             response.content_length = length
             self._left = length
             self._state = _BODY
