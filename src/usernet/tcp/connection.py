@@ -88,6 +88,25 @@ def _subtract(pieces: list[tuple[int, int]], lo: int, hi: int) -> list[tuple[int
 class TcpConnection:
     """A connection's control block (RFC 9293 3.3.1) and its handle for the socket layer."""
 
+    # Slots, not an instance dict: ~100 fields would overflow 3.11's shared-key dicts, making
+    # construction (twice per connection) and every field access on the segment path slower.
+    __slots__ = (
+        "accepted", "ack_now", "autocork", "buf_seq", "cc", "config", "corked", "created", "delack_deadline",
+        "dsack", "dsack_dups", "dsacks_sent", "dupacks", "eof", "error", "fin_queued", "in_recovery", "ip_options",
+        "irs", "iss", "keepalive", "keepalive_count", "keepalive_idle", "keepalive_interval", "keepalive_probes",
+        "last_ack_sent", "last_data_at", "last_heard", "last_oow_ack_at", "layer", "linger", "listener",
+        "local_addr", "local_port", "max_snd_wnd", "mem_charged", "mem_released", "mss", "mss_limit", "nodelay",
+        "on_event", "ooo", "peer_fin_seq", "persist_backoff", "persist_deadline", "progress_at", "quick_acks",
+        "rcv_adv", "rcv_buf", "rcv_mss", "rcv_nomem", "rcv_nxt", "rcv_wscale", "rcvbuf", "recover", "remote_addr",
+        "remote_port", "retransmits", "rexmit_next", "rto", "rtt_sent", "rtt_seq", "rttvar", "rtx_deadline",
+        "sack_acks", "sack_ok", "sacked", "send_buf", "snd_max", "snd_nxt", "snd_una", "snd_wl1", "snd_wl2",
+        "snd_wnd", "snd_wscale", "sndbuf", "srtt", "state", "syn_fin", "syn_text", "timer_at", "timewait_deadline",
+        "total_retransmits", "ts_offset", "ts_ok", "ts_recent", "ts_recent_at", "una_rexmit_at", "unacked_bytes",
+        "undo_cwnd", "undo_end", "undo_possible", "undo_ranges", "undo_ssthresh", "user_closed", "user_timeout",
+        "ws_ok",
+        "__weakref__",
+    )
+
     def __init__(self, layer: TcpContext, local: tuple[int, int], remote: tuple[int, int], iss: int,
                  config: TcpConfig, now: float, mss_limit: int) -> None:
         self.layer = layer
@@ -1352,9 +1371,20 @@ class TcpConnection:
     # ================================================================= timers
 
     def next_deadline(self) -> float | None:
-        best = None
-        for deadline in (self.rtx_deadline, self.delack_deadline, self.persist_deadline, self.timewait_deadline,
-                         self._keepalive_deadline()):
+        # Called after every event (layer.schedule): plain comparisons, no tuple, no call for
+        # the keepalive timer unless it is on.
+        best = self.rtx_deadline
+        deadline = self.delack_deadline
+        if deadline is not None and (best is None or deadline < best):
+            best = deadline
+        deadline = self.persist_deadline
+        if deadline is not None and (best is None or deadline < best):
+            best = deadline
+        deadline = self.timewait_deadline
+        if deadline is not None and (best is None or deadline < best):
+            best = deadline
+        if self.keepalive:
+            deadline = self._keepalive_deadline()
             if deadline is not None and (best is None or deadline < best):
                 best = deadline
         return best

@@ -129,6 +129,8 @@ class TcpLayer:
         self.memory = MemoryPool(self.config, lambda: len(self.connections))  # tcp_mem
         self.now = 0.0
         self._isn_key = rng.getrandbits(128).to_bytes(16, "big")  # RFC 6528 secret
+        self._tuple_hasher = blake2s(key=self._isn_key, digest_size=8)
+        self._ts_memo: tuple[tuple[int, int], tuple[int, int], int] | None = None  # the last _isn's TS offset
         self.cookie_ts_offset = rng.getrandbits(32)
         self.validated_peers: OrderedDict[int, float] = OrderedDict()  # address -> when, oldest first
 
@@ -471,19 +473,29 @@ class TcpLayer:
     def _mss_limit(self, remote: int) -> int:
         return self.mtu_for(remote) - 40
 
+    def _tuple_hash(self, local: tuple[int, int], remote: tuple[int, int]) -> tuple[int, int]:
+        """F(4-tuple, secret) of RFC 6528 and the TS offset, from one keyed hash of the 4-tuple:
+        its first 4 bytes feed the ISN, the last 4 are the offset (both secret, per 4-tuple)."""
+        h = self._tuple_hasher.copy()  # keyed once: a copy is cheaper than a new keyed hasher
+        h.update(b"%d %d %d %d" % (local[0], local[1], remote[0], remote[1]))
+        digest = h.digest()
+        return int.from_bytes(digest[:4], "big"), int.from_bytes(digest[4:], "big")
+
     def _isn(self, local: tuple[int, int], remote: tuple[int, int], now: float) -> int:
-        """RFC 6528: ISN = M + F(4-tuple, secret), M a 4-microsecond clock."""
-        digest = blake2s(
-            b"%d %d %d %d" % (local[0], local[1], remote[0], remote[1]), key=self._isn_key, digest_size=4).digest()
-        return (int(now * 250_000) + int.from_bytes(digest, "big")) & 0xFFFFFFFF
+        """RFC 6528: ISN = M + F(4-tuple, secret), M a 4-microsecond clock. The same hash gives the
+        connection's TS offset, kept for the ts_offset() its construction asks for next."""
+        f, ts = self._tuple_hash(local, remote)
+        self._ts_memo = (local, remote, ts)
+        return (int(now * 250_000) + f) & 0xFFFFFFFF
 
     def ts_offset(self, local: tuple[int, int], remote: tuple[int, int]) -> int:
         """The TS clock offset of a connection: random per 4-tuple but the same for every incarnation
         of it (RFC 7323 5.4, Linux's secure_tcp_ts_off), so a new connection's timestamps are newer
         than the old one's and a peer in TIME-WAIT accepts its SYN (RFC 6191)."""
-        digest = blake2s(b"ts %d %d %d %d" % (local[0], local[1], remote[0], remote[1]),
-                                 key=self._isn_key, digest_size=4).digest()
-        return int.from_bytes(digest, "big")
+        memo = self._ts_memo
+        if memo is not None and memo[0] == local and memo[1] == remote:
+            return memo[2]
+        return self._tuple_hash(local, remote)[1]
 
     def port_in_use(self, addr: int, port: int) -> bool:
         if port in self.bound:
