@@ -78,6 +78,11 @@ class Host(RuntimeState):
                            name=getattr(link, "name", None) or "eth0")
         #: (interface, link) for every interface with a link: the primary first
         self._links: list[tuple[Interface, Link]] = [(self.stack.primary, link)]
+        # The runtime loop's view of _links (_derive_links), rebuilt when the epoch moves on.
+        self._links_epoch = 1
+        self._derived_epoch = 0
+        self._wait_fds: list[int] = []
+        self._deadline_links: list[Link] = []
         self._shedding = LoadShedding(self.stack)
         self._memory_return = MemoryReturn(self.stack)
         self._shedding.add(self.stack.primary, link)
@@ -148,6 +153,7 @@ class Host(RuntimeState):
 
                 link = TapLink(link, iface.name, self._taps)
             self._links.append((iface, link))
+            self._links_changed()
             self._shedding.add(iface, link)
         self._wake()  # the runtime thread waits on the new link from its next round
         return iface
@@ -299,25 +305,45 @@ class Host(RuntimeState):
         except (BlockingIOError, OSError):
             pass  # already pending, or closing
 
+    def _links_changed(self) -> None:
+        """``_links`` was replaced or grew (lock held): the loop rebuilds what it derives from it."""
+        self._links_epoch += 1
+
+    def _derive_links(self) -> None:
+        """What each pass needs from ``_links``, rebuilt only when they change (lock held): the fds
+        to wait on, and the links whose next_deadline() can say anything (a delaying fault injector,
+        the in-memory switch, middleware in front of them; a bare device's is the base class's)."""
+        links = self._links
+        self._derived_epoch = self._links_epoch
+        self._wait_fds = [link.fileno() for _, link in links] + [self._wake_r]
+        base = Link.next_deadline
+        self._deadline_links = [link for _, link in links if getattr(type(link), "next_deadline", base) is not base]
+
     def _run(self) -> None:
-        wake_fd = self._wake_r
         stack = self.stack
         lock = self._lock
+        monotonic = time.monotonic
+        wait = select.select
+        wake_fd = self._wake_r
+        shedding = self._shedding
+        memory_return = self._memory_return
         link_failed = False
         backlog = False  # the last pass ended on its budget: frames are waiting, do not sleep
-        self._rx_passes = 0
+        passes = 0
         try:
             while not self._stopping:
                 with lock:
-                    deadline = self._next_wakeup()
-                    now = time.monotonic()
-                    timeout = 1.0 if deadline is None else max(0.0, deadline - now)
-                    if timeout > 1.0:
-                        timeout = 1.0  # bounded so a lost wake-up can never stall the host for long
+                    if self._derived_epoch != self._links_epoch:
+                        self._derive_links()
+                    fds = self._wait_fds
+                    now = monotonic()
                     if backlog:
                         timeout = 0.0
+                    else:
+                        deadline = self._next_wakeup()
+                        # Bounded so a lost wake-up can never stall the host for long.
+                        timeout = 1.0 if deadline is None else min(1.0, max(0.0, deadline - now))
                     self._armed = now + timeout
-                    links = {link.fileno(): (iface, link) for iface, link in self._links}
                 if link_failed:
                     link_failed = False
                     time.sleep(0.1)
@@ -325,7 +351,7 @@ class Host(RuntimeState):
                     # Python's locks are not fair: without a pause the loop would take the lock
                     # straight back, and a socket call (or a timed-out wait) could starve behind it.
                     time.sleep(RX_YIELD_SECONDS)
-                ready, _, _ = select.select([*links, wake_fd], (), (), timeout)
+                ready = wait(fds, (), (), timeout)[0]
                 if self._stopping:
                     break
                 if wake_fd in ready:
@@ -338,16 +364,17 @@ class Host(RuntimeState):
                     # budget. Every link is read, ready or not: middleware releases frames it held
                     # back (delay, rate) from recv_batch.
                     budget = RX_BUDGET_FRAMES
-                    until = time.monotonic() + RX_BUDGET_SECONDS
+                    now = monotonic()
+                    until = now + RX_BUDGET_SECONDS
                     backlog = False
-                    order = list(self._links)  # now, not as before select: a tap added meanwhile sees this pass
+                    order = self._links  # now, not as before select: a tap added meanwhile sees this pass
                     if len(order) > 1:  # each pass starts at the next link: a flooded one cannot starve the rest
-                        rotate = self._rx_passes % len(order)
+                        rotate = passes % len(order)
                         order = order[rotate:] + order[:rotate]
-                    self._rx_passes += 1
+                    passes += 1
                     for iface, link in order:
                         while True:
-                            if budget <= 0 or time.monotonic() >= until:
+                            if budget <= 0 or now >= until:
                                 backlog = True
                                 break
                             try:
@@ -361,20 +388,25 @@ class Host(RuntimeState):
                                 break
                             if not frames:
                                 break
-                            now = time.monotonic()
+                            now = monotonic()
                             receive = stack.receive
                             for frame, trusted in frames:
                                 receive(frame, now, trusted, iface)
-                            iface.stats["rx_packets"] += len(frames)
-                            budget -= len(frames)
-                            if len(frames) < _MAX_BATCH:
+                            count = len(frames)
+                            iface.stats["rx_packets"] += count
+                            budget -= count
+                            now = monotonic()  # for the budget test: this batch's work counts
+                            if count < _MAX_BATCH:
                                 break
+                    self._rx_passes = passes
                     if backlog:
                         stack.counters["host.rx_budget_exhausted"] += 1
-                    self._flush()
-                    now = time.monotonic()
-                    self._shedding.tick(now)
-                    self._memory_return.tick(now)
+                    now = self._flush()
+                    # The ticks' own first test, done here: most passes skip both calls.
+                    if now >= shedding.next_update:
+                        shedding.tick(now)
+                    if now >= memory_return.next_check:
+                        memory_return.tick(now)
         except Exception:
             log.exception("usernet runtime thread crashed")
             self.stack.counters["host.runtime_crash"] += 1
@@ -384,8 +416,8 @@ class Host(RuntimeState):
                 self._cond.notify_all()
                 self.wake_sockets()
 
-    def _flush(self) -> None:
-        """Run timers and transmit on every link. Called with the lock held."""
+    def _flush(self) -> float:
+        """Run timers and transmit on every link; returns the time it ran them at. Lock held."""
         stack = self.stack
         now = time.monotonic()
         if self._cork_deadline is not None and now >= self._cork_deadline:
@@ -395,8 +427,9 @@ class Host(RuntimeState):
                 mark(conn)
             self._corked.clear()
         primary_frames = stack.poll(now)
+        primary = stack.primary
         for iface, link in self._links:
-            frames = primary_frames if iface is stack.primary else stack.take(iface)
+            frames = primary_frames if iface is primary else stack.take(iface)
             if not frames:
                 continue
             iface.stats["tx_packets"] += len(frames)
@@ -411,8 +444,10 @@ class Host(RuntimeState):
                     stack.counters["link.tx_error"] += 1
                     log.debug("link %s send failed: %s", link.name, err)
         # Handle events already woke their sockets' waiters; this wakes the host's own (wait_for,
-        # ping), whose predicates may change with timers.
-        self._cond.notify_all()
+        # ping), whose predicates may change with timers. With no waiter it would do nothing.
+        if self._cond._waiters:  # type: ignore[attr-defined]
+            self._cond.notify_all()
+        return now
 
     def _next_wakeup(self) -> float | None:
         """The earliest of the stack's timers and the link's (a delaying fault injector, the
@@ -421,7 +456,9 @@ class Host(RuntimeState):
         cork = self._cork_deadline
         if cork is not None and (deadline is None or cork < deadline):
             deadline = cork
-        for _, link in self._links:
+        if self._derived_epoch != self._links_epoch:
+            self._derive_links()
+        for link in self._deadline_links:
             link_deadline = link.next_deadline()
             if link_deadline is not None and (deadline is None or link_deadline < deadline):
                 deadline = link_deadline
@@ -716,6 +753,7 @@ class Host(RuntimeState):
             self._taps.append(tap)
             if len(self._taps) == 1:
                 self._links = [(iface, TapLink(link, iface.name, self._taps)) for iface, link in self._links]
+                self._links_changed()
 
     def remove_tap(self, tap: Callable[[str, str, bytes, int], None]) -> None:
         from usernet.links.tap import TapLink
@@ -726,3 +764,4 @@ class Host(RuntimeState):
             if not self._taps:
                 self._links = [(iface, link.inner if isinstance(link, TapLink) else link)
                                for iface, link in self._links]
+                self._links_changed()

@@ -4,18 +4,31 @@ quote, errors sent under the RFC 1122 rules and a rate limit, ping endpoints."""
 from __future__ import annotations
 
 import errno
+import struct
+from typing import TYPE_CHECKING
 
 from usernet.errors import os_error
 from usernet.stack.base import StackBase
+from usernet.stack.interface import ETHERNET, Interface
 from usernet.stack.udp import EchoEndpoint
 from usernet.wire import icmp, ipv4
+from usernet.wire.checksum import update16
 
 IP_HLEN = ipv4.HEADER_LEN
+ICMP_HLEN = icmp.HEADER_LEN
+_ECHO_HEADER = struct.Struct("!BBHI")  # type, code, checksum, identifier and sequence (RFC 792)
+_ip_header = ipv4.header_bytes
+_IPV4_TYPE = b"\x08\x00"
 
 
 class IcmpMixin(StackBase):
     _icmp_tokens: float
     _icmp_tokens_at: float
+
+    if TYPE_CHECKING:  # Ipv4Mixin's (before this class in Stack's method order)
+        def route_for(self, dst: int, src: int = 0) -> tuple[Interface, int]: ...
+
+        def _fresh_neighbour(self, iface: Interface, next_hop: int) -> bytes | None: ...
 
     def _icmp_input(self, header: ipv4.IPv4Header, payload: memoryview, broadcast: bool) -> None:
         counters = self.counters
@@ -27,14 +40,7 @@ class IcmpMixin(StackBase):
             if broadcast and self.config.echo_ignore_broadcasts:
                 self._drop("icmp.echo_broadcast_ignored")
                 return
-            reply = icmp.build(icmp.ECHO_REPLY, 0, message.rest, message.body)
-            try:
-                # From the address the request was sent to (a broadcast request: the outgoing interface's).
-                self.send_ip(header.dst if self.is_local(header.dst) else 0, header.src, ipv4.PROTO_ICMP, reply,
-                             tos=header.tos)
-                counters["icmp.tx_echo_reply"] += 1
-            except OSError:
-                self._drop("icmp.reply_unroutable")
+            self._echo_reply(header, message, payload)
         elif kind == icmp.ECHO_REPLY:
             counters["icmp.rx_echo_reply"] += 1
             ident, seq = icmp.echo_fields(message)
@@ -46,6 +52,41 @@ class IcmpMixin(StackBase):
             self._deliver_icmp_error(kind, message.code, message.rest & 0xFFFF, message.body, header.src)
         else:
             counters["icmp.rx_other"] += 1
+
+    def _echo_reply(self, header: ipv4.IPv4Header, message: icmp.IcmpMessage, request: memoryview) -> None:
+        """RFC 792: the request's data, identifier and sequence sent back with type 0. Its checksum
+        is the verified request's updated for the type (RFC 1624), as icmp.build_echo_reply, and
+        to a fresh neighbour on Ethernet the frame is joined in one go from the request's body."""
+        rest, body = message.rest, message.body
+        # The reply's first word is type 0, code 0 (RFC 792), whatever code the request had.
+        csum = update16((request[2] << 8) | request[3], (icmp.ECHO_REQUEST << 8) | message.code, 0)
+        if csum == 0 and not rest and not any(body):
+            csum = 0xFFFF  # an all-zero reply sums to +0, which the incremental update cannot tell
+        icmp_header = _ECHO_HEADER.pack(icmp.ECHO_REPLY, 0, csum, rest)
+        dst = header.dst
+        # From the address the request was sent to (a broadcast request: the outgoing interface's).
+        src = dst if self.is_local(dst) else 0
+        dst = header.src
+        try:
+            if src:
+                iface, hop = self.route_for(dst, src)
+                length = ICMP_HLEN + len(body)
+                if iface.layer == ETHERNET and IP_HLEN + length <= min(iface.mtu, ipv4.MAX_PACKET):
+                    mac = self._fresh_neighbour(iface, hop)
+                    if mac is not None:
+                        # What send_ip builds for it (no DF, the configured TTL, the request's TOS).
+                        ident = self.ip_ident = (self.ip_ident + 1) & 0xFFFF
+                        ip_header = _ip_header(src, dst, ipv4.PROTO_ICMP, length, ident, self.config.ttl,
+                                               header.tos, 0)
+                        self.counters["ipv4.tx"] += 1
+                        self._queue_frame(iface, b"".join((mac, iface.mac, _IPV4_TYPE, ip_header, icmp_header,
+                                                           body)))
+                        self.counters["icmp.tx_echo_reply"] += 1
+                        return
+            self.send_ip(src, dst, ipv4.PROTO_ICMP, icmp_header + body, tos=header.tos)
+            self.counters["icmp.tx_echo_reply"] += 1
+        except OSError:
+            self._drop("icmp.reply_unroutable")
 
     def _deliver_icmp_error(self, kind: int, code: int, next_hop_mtu: int, quoted: memoryview,
                             reporter: int) -> None:
