@@ -48,6 +48,8 @@ _DEFAULT = object()  # create_connection's "use the default timeout"
 class Host(RuntimeState):
     """One network host over one link; ``with host:`` runs it."""
 
+    autocork = True  # loopback writes: see cork()
+
     def __init__(self, link: Link, addr: str | None = "10.0.0.2/24", gateway: str | None = None,
                  mtu: int | None = None, mac: str | bytes | None = None, dhcp: bool | dict[str, Any] = False,
                  pcap: str | os.PathLike[str] | None = None, trace: bool | Any = False,
@@ -421,11 +423,7 @@ class Host(RuntimeState):
         stack = self.stack
         now = time.monotonic()
         if self._cork_deadline is not None and now >= self._cork_deadline:
-            self._cork_deadline = None
-            mark = stack.tcp.mark_dirty
-            for conn in self._corked:
-                mark(conn)
-            self._corked.clear()
+            self._uncork()
         primary_frames = stack.poll(now)
         primary = stack.primary
         for iface, link in self._links:
@@ -489,11 +487,16 @@ class Host(RuntimeState):
     def release_corked(self) -> None:
         """Send every rest autocorking held back (lock held)."""
         if self._corked:
-            mark = self.stack.tcp.mark_dirty
-            for conn in self._corked:
-                mark(conn)
-            self._corked.clear()
+            self._uncork()
             self._flush()
+        self._cork_deadline = None
+
+    def _uncork(self) -> None:
+        """Let every held rest go with the next poll (lock held)."""
+        mark = self.stack.tcp.mark_dirty
+        for conn in self._corked:
+            mark(conn)
+        self._corked.clear()
         self._cork_deadline = None
 
     def clock(self) -> float:

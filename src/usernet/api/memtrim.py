@@ -36,7 +36,7 @@ class MemoryReturn:
     def __init__(self, stack: Any, trim: Callable[[int], int] | None | bool = True) -> None:
         self.stack = stack
         self.trim = _malloc_trim() if trim is True else (trim or None)
-        self.next_check = 0.0
+        self.next_check = 0.0 if self.trim is not None else float("inf")  # never due without malloc_trim
         self.peak_bytes = 0
         self.peak_connections = 0
 

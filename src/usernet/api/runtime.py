@@ -45,6 +45,9 @@ class Runtime(Protocol):
     def socket_condition(self) -> threading.Condition:
         """A condition on ``lock`` for one socket's blocked calls (its handle events notify it)."""
 
+    #: whether loopback writes are autocorked (then ``cork`` and ``release_corked`` exist)
+    autocork: bool
+
     def clock(self) -> float: ...
 
     def adopt(self, sock: Socket) -> None:
@@ -56,6 +59,7 @@ class Runtime(Protocol):
 class RuntimeState:
     """The shared part of both runtimes: the lock, the condition and the sockets they own."""
 
+    autocork = False  # Host turns it on; the drill's virtual host keeps segments as written
     _lock: threading.RLock
     _cond: threading.Condition
     _closed: bool

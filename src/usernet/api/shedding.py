@@ -51,10 +51,14 @@ class LoadShedding:
             return
         device.kernel_drops()  # start the count from now
         self.entries.append(_Entry(iface, device))
+        self.next_update = 0.0
 
     def tick(self, now: float) -> None:
         """About every OverloadControl.interval: read each link's kernel drops, adjust its filter."""
-        if not self.entries or now < self.next_update:
+        if now < self.next_update:
+            return
+        if not self.entries:
+            self.next_update = float("inf")  # nothing to watch until add() gives a link
             return
         self.next_update = now + OverloadControl.interval
         counters = self.stack.counters

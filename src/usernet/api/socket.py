@@ -399,9 +399,8 @@ class Socket:
             raise _err(errno.EAGAIN)
         self._require_runtime()
         host = self._host
-        release = getattr(host, "release_corked", None)
-        if release is not None:
-            release()  # about to block: what loopback autocorking held back goes now
+        if host.autocork:
+            host.release_corked()  # type: ignore[attr-defined]  # about to block: held rests go now
             if ready():
                 return
         end = None if timeout is None else time.monotonic() + timeout
@@ -915,7 +914,7 @@ class Socket:
                 sent = conn.send(view)
             except BrokenPipeError:
                 raise _err(errno.EPIPE) from None
-            if host.stack.is_local(conn.remote_addr) and host.running and hasattr(host, "cork"):
+            if host.autocork and host.running and host.stack.is_local(conn.remote_addr):
                 self._flush_local(conn)
             else:
                 host.kick()
