@@ -43,8 +43,6 @@ RX_BUDGET_SECONDS = 0.002
 CORK_SECONDS = 0.001  # the longest a loopback write's small rest waits for more data (Host.cork)
 RX_YIELD_SECONDS = 0.0002  # the pause between two passes that used up their budget
 _DEFAULT = object()  # create_connection's "use the default timeout"
-
-
 class Host(RuntimeState):
     """One network host over one link; ``with host:`` runs it."""
 
@@ -94,6 +92,11 @@ class Host(RuntimeState):
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._thread: threading.Thread | None = None
+        # The runtime loop's state between passes.
+        self._backlog = False  # the last pass ended on its budget: frames are waiting, do not sleep
+        self._hooks_pending = False  # a pass hook has more to do: do not sleep either
+        self._link_failed = False
+        self._rx_passes = 0
         # When the runtime thread's current wait ends (monotonic time; written under the lock). A
         # socket call that creates an earlier deadline wakes the thread so it re-arms (kick()).
         self._armed = 0.0
@@ -105,6 +108,7 @@ class Host(RuntimeState):
         self._sockets: weakref.WeakSet[Socket] = weakref.WeakSet()
         self._services: list[Callable[[], None]] = []  # stop callbacks of `serve` helpers
         self._taps: list[Callable[[str, str, bytes, int], None]] = []  # frame observers (add_tap)
+        self._pass_hooks: list[Callable[[], bool]] = []  # run by the runtime thread after each pass
         # TCP segmentation offload: only a bare link that says it can (wrappers see every frame).
         self.stack.gso_max = int(getattr(link, "gso_max", 0) or 0)
         self._init_names(dns, hosts)
@@ -322,16 +326,10 @@ class Host(RuntimeState):
         self._deadline_links = [link for _, link in links if getattr(type(link), "next_deadline", base) is not base]
 
     def _run(self) -> None:
-        stack = self.stack
         lock = self._lock
         monotonic = time.monotonic
         wait = select.select
         wake_fd = self._wake_r
-        shedding = self._shedding
-        memory_return = self._memory_return
-        link_failed = False
-        backlog = False  # the last pass ended on its budget: frames are waiting, do not sleep
-        passes = 0
         try:
             while not self._stopping:
                 with lock:
@@ -339,15 +337,16 @@ class Host(RuntimeState):
                         self._derive_links()
                     fds = self._wait_fds
                     now = monotonic()
-                    if backlog:
+                    if self._backlog or self._hooks_pending:
                         timeout = 0.0
                     else:
                         deadline = self._next_wakeup()
                         # Bounded so a lost wake-up can never stall the host for long.
                         timeout = 1.0 if deadline is None else min(1.0, max(0.0, deadline - now))
                     self._armed = now + timeout
-                if link_failed:
-                    link_failed = False
+                    backlog = self._backlog
+                if self._link_failed:
+                    self._link_failed = False
                     time.sleep(0.1)
                 if backlog:
                     # Python's locks are not fair: without a pause the loop would take the lock
@@ -362,53 +361,10 @@ class Host(RuntimeState):
                     except BlockingIOError:
                         pass
                 with lock:
-                    # Ready frames first, then timers: one pass answers a whole burst, up to the
-                    # budget. Every link is read, ready or not: middleware releases frames it held
-                    # back (delay, rate) from recv_batch.
-                    budget = RX_BUDGET_FRAMES
-                    now = monotonic()
-                    until = now + RX_BUDGET_SECONDS
-                    backlog = False
-                    order = self._links  # now, not as before select: a tap added meanwhile sees this pass
-                    if len(order) > 1:  # each pass starts at the next link: a flooded one cannot starve the rest
-                        rotate = passes % len(order)
-                        order = order[rotate:] + order[:rotate]
-                    passes += 1
-                    for iface, link in order:
-                        while True:
-                            if budget <= 0 or now >= until:
-                                backlog = True
-                                break
-                            try:
-                                frames = link.recv_batch(_MAX_BATCH)
-                            except OSError as err:
-                                # The device went down or away: count it and keep the host alive (the
-                                # wait bounds the retry rate); sockets see it as silence.
-                                stack.counters["link.rx_error"] += 1
-                                log.warning("link %s receive failed: %s", link.name, err)
-                                link_failed = True
-                                break
-                            if not frames:
-                                break
-                            now = monotonic()
-                            receive = stack.receive
-                            for frame, trusted in frames:
-                                receive(frame, now, trusted, iface)
-                            count = len(frames)
-                            iface.stats["rx_packets"] += count
-                            budget -= count
-                            now = monotonic()  # for the budget test: this batch's work counts
-                            if count < _MAX_BATCH:
-                                break
-                    self._rx_passes = passes
-                    if backlog:
-                        stack.counters["host.rx_budget_exhausted"] += 1
-                    now = self._flush()
-                    # The ticks' own first test, done here: most passes skip both calls.
-                    if now >= shedding.next_update:
-                        shedding.tick(now)
-                    if now >= memory_return.next_check:
-                        memory_return.tick(now)
+                    # This pass re-arms at its end anyway: socket calls made meanwhile (pass hooks,
+                    # other threads) need not wake the thread for an earlier deadline.
+                    self._armed = 0.0
+                    self._pass()
         except Exception:
             log.exception("usernet runtime thread crashed")
             self.stack.counters["host.runtime_crash"] += 1
@@ -417,6 +373,70 @@ class Host(RuntimeState):
             with self._cond:
                 self._cond.notify_all()
                 self.wake_sockets()
+
+    def _pass(self) -> None:
+        """One pass of the runtime thread (lock held): read what the links hold, up to the
+        budget, then run timers, transmit and run the pass hooks."""
+        stack = self.stack
+        monotonic = time.monotonic
+        # Ready frames first, then timers: one pass answers a whole burst, up to the budget.
+        # Every link is read, ready or not: middleware releases frames it held back (delay, rate)
+        # from recv_batch.
+        budget = RX_BUDGET_FRAMES
+        now = monotonic()
+        until = now + RX_BUDGET_SECONDS
+        backlog = False
+        order = self._links  # now, not as before select: a tap added meanwhile sees this pass
+        passes = self._rx_passes
+        if len(order) > 1:  # each pass starts at the next link: a flooded one cannot starve the rest
+            rotate = passes % len(order)
+            order = order[rotate:] + order[:rotate]
+        self._rx_passes = passes + 1
+        for iface, link in order:
+            while True:
+                if budget <= 0 or now >= until:
+                    backlog = True
+                    break
+                try:
+                    frames = link.recv_batch(_MAX_BATCH)
+                except OSError as err:
+                    # The device went down or away: count it and keep the host alive (the wait
+                    # bounds the retry rate); sockets see it as silence.
+                    stack.counters["link.rx_error"] += 1
+                    log.warning("link %s receive failed: %s", link.name, err)
+                    self._link_failed = True
+                    break
+                if not frames:
+                    break
+                now = monotonic()
+                receive = stack.receive
+                for frame, trusted in frames:
+                    receive(frame, now, trusted, iface)
+                count = len(frames)
+                iface.stats["rx_packets"] += count
+                budget -= count
+                now = monotonic()  # for the budget test: this batch's work counts
+                if count < _MAX_BATCH:
+                    break
+        self._backlog = backlog
+        if backlog:
+            stack.counters["host.rx_budget_exhausted"] += 1
+        now = self._flush()
+        # The ticks' own first test, done here: most passes skip both calls.
+        shedding = self._shedding
+        if now >= shedding.next_update:
+            shedding.tick(now)
+        memory_return = self._memory_return
+        if now >= memory_return.next_check:
+            memory_return.tick(now)
+        pending = False
+        for hook in self._pass_hooks:
+            try:
+                if hook():
+                    pending = True
+            except Exception:  # a hook's bug must not stop the host
+                log.exception("runtime pass hook failed")
+        self._hooks_pending = pending
 
     def _flush(self) -> float:
         """Run timers and transmit on every link; returns the time it ran them at. Lock held."""
@@ -498,6 +518,26 @@ class Host(RuntimeState):
             mark(conn)
         self._corked.clear()
         self._cork_deadline = None
+
+    def add_pass_hook(self, hook: Callable[[], bool]) -> None:
+        """Run *hook* on the runtime thread after every pass (lock held, after the pass's frames,
+        timers and transmissions), until removed. It returns whether it has more to do right away
+        (then the next pass does not sleep). It must not block: the host's services dispatch their
+        ready sockets this way (``apps/services.py``), answering in the pass that got the request."""
+        with self._lock:
+            self._pass_hooks = [*self._pass_hooks, hook]
+        self.request_pass()
+
+    def remove_pass_hook(self, hook: Callable[[], bool]) -> None:
+        with self._lock:
+            self._pass_hooks = [h for h in self._pass_hooks if h is not hook]
+
+    def request_pass(self) -> None:
+        """Have the runtime thread run a pass (and its hooks) soon; from the runtime thread itself
+        this costs nothing, as every pass ends with the hooks."""
+        thread = self._thread
+        if thread is not None and threading.get_ident() != thread.ident:
+            self._wake()
 
     def clock(self) -> float:
         """The stack's clock (the runtime's is monotonic time; a virtual-time driver has its own)."""

@@ -204,7 +204,7 @@ class _Shared:
         self.broadcast = False
         self.reuse = False
         self.refs = 1                     # open Socket objects on it; the last close() closes
-        self.watchers: list[Socket] = []  # those with a readiness fd to keep current
+        self.watchers: list[Socket] = []  # those with a readiness fd or a selector watch to keep current
         # What blocked calls on these handles wait on: one per socket (on the host's lock), so an
         # event wakes only the threads waiting on this socket, never every thread of the host.
         self.cond = cond
@@ -277,6 +277,7 @@ class Socket:
         self._released = False    # ...and no makefile() object keeps it alive: really gone
         self._io_refs = 0
         self._readiness: ReadinessFd | None = None
+        self._watches: list[Any] = []  # registrations in usernet Selectors (api/selector.py)
         self._s = _Shared(_conn, host.socket_condition())
         if _conn is not None:
             _conn.on_event = self._on_event
@@ -351,8 +352,26 @@ class Socket:
         return self._listener is None
 
     def _update_readiness(self) -> None:
-        if self._readiness is not None and not self._released:
-            self._readiness.update(self._readable_now(), self._writable_now())
+        if self._released:
+            return
+        readable, writable = self._readable_now(), self._writable_now()
+        if self._readiness is not None:
+            self._readiness.update(readable, writable)
+        for watch in self._watches:
+            watch.update(readable, writable)
+
+    def _add_watch(self, watch: Any) -> None:
+        """A usernet Selector registered this socket (lock held): keep *watch* current from now."""
+        self._watches.append(watch)
+        if self not in self._s.watchers:
+            self._s.watchers.append(self)
+        watch.update(self._readable_now(), self._writable_now())
+
+    def _remove_watch(self, watch: Any) -> None:
+        if watch in self._watches:
+            self._watches.remove(watch)
+        if not self._watches and self._readiness is None and self in self._s.watchers:
+            self._s.watchers.remove(self)
 
     def fileno(self) -> int:
         """A real descriptor that polls readable/writable exactly when this socket is. It stays
@@ -363,7 +382,8 @@ class Socket:
         with self._host.lock:
             if self._readiness is None:
                 self._readiness = ReadinessFd(self._readable_now(), self._writable_now())
-                self._s.watchers.append(self)
+                if self not in self._s.watchers:
+                    self._s.watchers.append(self)
             return self._readiness.fileno()
 
     def _require_runtime(self) -> None:
@@ -437,8 +457,10 @@ class Socket:
         with host.lock:
             if self._readiness is not None:
                 self._readiness.close()
-                if self in shared.watchers:
-                    shared.watchers.remove(self)
+            for watch in self._watches:
+                watch.close()  # a closed socket is never returned as ready (registered or not)
+            if self in shared.watchers:
+                shared.watchers.remove(self)
             shared.refs -= 1
             if shared.refs > 0:  # a dup() still holds the connection, as a dup'd fd would
                 shared.cond.notify_all()
@@ -777,7 +799,7 @@ class Socket:
             self._s.watchers.remove(self)
         self._s = owners[0]._s
         self._s.refs += 1
-        if self._readiness is not None:
+        if self._readiness is not None or self._watches:
             self._s.watchers.append(self)
             self._update_readiness()
         return True

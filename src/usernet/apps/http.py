@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import email.utils
 import importlib
 import logging
@@ -24,6 +25,7 @@ import stat
 import sys
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -133,6 +135,25 @@ class _Exchange:
         elif self.request.version == b"1.0":
             headers.append(("Connection", "keep-alive"))
         self.conn.send(format_response_head(status, headers, reason))
+        self.head_sent = True
+
+    def send_prepared(self, head: bytes, body: bytes | None) -> None:
+        """A response whose head is ready up to (not including) Date: the static-file cache's path,
+        byte for byte what :meth:`send_head` writes for the same headers, without rebuilding them.
+        ``head`` must carry Content-Length; ``body`` is left out for HEAD."""
+        conn = self.conn
+        if conn.server.stopping:
+            self.close_after = True
+        if self.close_after:
+            end = b"Connection: close\r\n\r\n"
+        elif self.request.version == b"1.0":
+            end = b"Connection: keep-alive\r\n\r\n"
+        else:
+            end = b"\r\n"
+        if body is None or self.head_only:
+            conn.send(head, _date_server(), end)
+        else:
+            conn.send(head, _date_server(), end, body)
         self.head_sent = True
 
     def write(self, data: bytes) -> None:
@@ -431,6 +452,18 @@ def http_date() -> str:
     return _date_cache[1]
 
 
+_date_line_cache: tuple[int, bytes] = (0, b"")
+
+
+def _date_server() -> bytes:
+    """The Date and Server header lines, as bytes, built once a second."""
+    global _date_line_cache
+    now = int(time.time())
+    if _date_line_cache[0] != now:
+        _date_line_cache = (now, f"Date: {http_date()}\r\nServer: {SERVER_NAME}\r\n".encode("latin-1"))
+    return _date_line_cache[1]
+
+
 class _Counters(dict[str, int]):
     def __missing__(self, key: str) -> int:
         return 0
@@ -475,105 +508,276 @@ def _etag_matches(header: str, etag: str) -> bool:
     return any(tag.strip().removeprefix("W/") == weak for tag in header.split(","))
 
 
-class StaticFiles:
-    """GET and HEAD of the files under ``root``; nothing outside it is ever opened."""
+# Small files' bytes are kept with their response head: a repeated GET of one is then an lstat per path
+# component and one send, no open/read/MIME lookup/header formatting.
+CACHE_FILE_MAX = 64 * 1024         # larger bodies are read per request (their metadata is still cached)
+CACHE_ENTRIES = 1024
+CACHE_BYTES = 16 * 1024 * 1024     # bodies held in all
+# A file changed within this many ns of being read may be changed again without its mtime, ctime or
+# size moving (coarse file system clocks): its body is not cached until it has been still that long.
+_SETTLE_NS = 2_000_000_000
+_TARGETS_MAX = 1024                # parsed request targets kept (only short ones)
+_TARGET_CACHED_LEN = 512
+_CONDITIONAL = frozenset((b"range", b"if-none-match", b"if-modified-since", b"if-range"))
+_NOFOLLOW = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
-    def __init__(self, root: str) -> None:
+
+class _FileEntry:
+    """What a response needs from one version of one file."""
+
+    __slots__ = ("identity", "size", "etag", "modified", "mtime", "ctype", "head", "body")
+
+    def __init__(self, path: str, st: os.stat_result, body: bytes | None) -> None:
+        self.identity = _identity(st)
+        self.size = size = st.st_size
+        self.etag = f'"{st.st_mtime_ns:x}-{size:x}"'
+        self.modified = email.utils.formatdate(st.st_mtime, usegmt=True)
+        self.mtime = int(st.st_mtime)
+        ctype = mimetypes.guess_type(path)[0] or "application/octet-stream"
+        if ctype.startswith("text/"):
+            ctype += "; charset=utf-8"
+        self.ctype = ctype
+        # The 200 head up to Date, in send_head's order (see _Exchange.send_prepared).
+        self.head = format_response_head(200, [
+            ("Content-Type", ctype), ("ETag", self.etag), ("Last-Modified", self.modified),
+            ("Accept-Ranges", "bytes"), ("Content-Length", str(size))])[:-2]
+        self.body = body
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    return st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+class StaticFiles:
+    """GET and HEAD of the files under ``root``; nothing outside it is ever opened.
+
+    Each request looks the file up afresh (an ``lstat`` of every path component, so a replaced file or
+    a new symlink counts at once); small files' bytes and response heads are cached keyed by path and
+    (inode, device, size, mtime, ctime), bounded by ``cache_entries`` and ``cache_bytes``."""
+
+    def __init__(self, root: str, *, cache_entries: int = CACHE_ENTRIES, cache_bytes: int = CACHE_BYTES,
+                 cache_file_max: int = CACHE_FILE_MAX) -> None:
         self.root = os.path.realpath(root)
         if not os.path.isdir(self.root):
             raise ValueError(f"{root}: not a directory")
+        self._prefix = self.root if self.root.endswith(os.sep) else self.root + os.sep
+        self.cache_entries, self.cache_bytes, self.cache_file_max = cache_entries, cache_bytes, cache_file_max
+        self._cache: OrderedDict[str, _FileEntry] = OrderedDict()
+        self.cached_bytes = 0
+        self._lock = threading.Lock()
+        self._targets: dict[bytes, tuple[int, tuple[str, ...], bool]] = {}
 
-    def resolve(self, target: bytes) -> tuple[str | None, int]:
-        """The file a target names, or (None, status). Escapes (``..`` in any spelling, symlinks out,
-        NUL, backslashes) are 404: the client learns nothing about what lies outside."""
+    # ---- finding the file
+    @staticmethod
+    def _parse_target(target: bytes) -> tuple[int, tuple[str, ...], bool]:
+        """(status, path components, ends with "/"); status 200 or the refusal."""
         path = target.split(b"?", 1)[0].split(b"#", 1)[0]
         if path.startswith((b"http://", b"https://")):
             rest = path.split(b"//", 1)[1]
             path = b"/" + rest.split(b"/", 1)[1] if b"/" in rest else b"/"
         if not path.startswith(b"/"):
-            return None, 400
+            return 400, (), False
         raw = unquote_to_bytes(path)
         if b"\0" in raw or b"\\" in raw:
-            return None, 404
+            return 404, (), False
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
-            return None, 404
-        parts = [p for p in text.split("/") if p not in ("", ".")]
+            return 404, (), False
+        parts = tuple(p for p in text.split("/") if p not in ("", "."))
         if ".." in parts:
-            return None, 404
-        full = os.path.realpath(os.path.join(self.root, *parts))
-        if full != self.root and not full.startswith(self.root + os.sep):
-            return None, 404  # a symlink out of the directory
-        if os.path.isdir(full):
-            if not text.endswith("/"):
-                return "/" + "/".join(parts) + "/", 301
-            full = os.path.join(full, "index.html")
-            if os.path.realpath(full) != full and not os.path.realpath(full).startswith(self.root + os.sep):
-                return None, 404
-        if not os.path.isfile(full):
-            return None, 404
-        return full, 200
+            return 404, (), False
+        return 200, parts, text.endswith("/")
 
+    def locate(self, target: bytes) -> tuple[str | None, int, os.stat_result | None]:
+        """(file, 200, its lstat), (redirect location, 301, None) or (None, status, None). Escapes
+        (``..`` in any spelling, symlinks out, NUL, backslashes) are 404: the client learns nothing
+        about what lies outside."""
+        parsed = self._targets.get(target)
+        if parsed is None:
+            parsed = self._parse_target(target)
+            if len(target) <= _TARGET_CACHED_LEN:
+                if len(self._targets) >= _TARGETS_MAX:
+                    self._targets.clear()
+                self._targets[target] = parsed
+        status, parts, slash = parsed
+        if status != 200:
+            return None, status, None
+        full = self.root
+        st: os.stat_result | None = None
+        last = len(parts) - 1
+        try:
+            for i, part in enumerate(parts):
+                full = self._prefix + part if i == 0 else full + os.sep + part
+                st = os.lstat(full)
+                if stat.S_ISLNK(st.st_mode):
+                    return self._locate_links(parts, slash)
+                if i < last and not stat.S_ISDIR(st.st_mode):
+                    return None, 404, None
+            if st is None:
+                st = os.stat(full)
+            if stat.S_ISDIR(st.st_mode):
+                if not slash:
+                    return "/" + "/".join(parts) + "/", 301, None
+                full = os.path.join(full, "index.html")
+                st = os.lstat(full)
+                if stat.S_ISLNK(st.st_mode):
+                    return self._locate_links((*parts, "index.html"), False)
+        except OSError:  # missing, not a directory, name too long, no permission
+            return None, 404, None
+        if not stat.S_ISREG(st.st_mode):
+            return None, 404, None
+        return full, 200, st
+
+    def _inside(self, full: str) -> bool:
+        return full == self.root or full.startswith(self._prefix)
+
+    def _locate_links(self, parts: tuple[str, ...], slash: bool) -> tuple[str | None, int, os.stat_result | None]:
+        """:meth:`locate` where a symlink is on the way: followed, and served only if it stays inside."""
+        full = os.path.realpath(os.path.join(self.root, *parts))
+        if not self._inside(full):
+            return None, 404, None  # a symlink out of the directory
+        try:
+            st = os.stat(full)
+            if stat.S_ISDIR(st.st_mode):
+                if not slash:
+                    return "/" + "/".join(parts) + "/", 301, None
+                full = os.path.realpath(os.path.join(full, "index.html"))
+                if not self._inside(full):
+                    return None, 404, None
+                st = os.stat(full)
+        except OSError:
+            return None, 404, None
+        if not stat.S_ISREG(st.st_mode):
+            return None, 404, None
+        return full, 200, st
+
+    def resolve(self, target: bytes) -> tuple[str | None, int]:
+        """The file a target names, or (None, status); (location, 301) for a directory without "/"."""
+        full, status, _ = self.locate(target)
+        return full, status
+
+    # ---- the cache
+    def _cached(self, path: str, st: os.stat_result) -> _FileEntry | None:
+        with self._lock:
+            entry = self._cache.get(path)
+            if entry is None or entry.identity != _identity(st):
+                return None
+            self._cache.move_to_end(path)
+            return entry
+
+    def _load(self, path: str, fd: int, st: os.stat_result) -> _FileEntry:
+        """The entry for the file open on ``fd`` (``st`` its fstat), its body read if small and settled."""
+        body: bytes | None = None
+        if st.st_size <= self.cache_file_max:
+            body = os.pread(fd, st.st_size, 0) if st.st_size else b""
+            if len(body) != st.st_size:
+                raise _Closed  # the file shrank under us: the promised length cannot be kept
+        entry = _FileEntry(path, st, body)
+        if body is not None and time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < _SETTLE_NS:
+            meta = copy.copy(entry)  # served with its body this time, read again next time
+            meta.body = None
+            self._store(path, meta)
+        else:
+            self._store(path, entry)
+        return entry
+
+    def _store(self, path: str, entry: _FileEntry) -> None:
+        size = len(entry.body) if entry.body is not None else 0
+        with self._lock:
+            old = self._cache.pop(path, None)
+            if old is not None and old.body is not None:
+                self.cached_bytes -= len(old.body)
+            if size > self.cache_bytes or self.cache_entries <= 0:
+                return
+            while self._cache and (len(self._cache) >= self.cache_entries or
+                                   self.cached_bytes + size > self.cache_bytes):
+                _, dropped = self._cache.popitem(last=False)
+                if dropped.body is not None:
+                    self.cached_bytes -= len(dropped.body)
+            self._cache[path] = entry
+            self.cached_bytes += size
+
+    @property
+    def cached_files(self) -> int:
+        with self._lock:
+            return len(self._cache)
+
+    # ---- serving
     def __call__(self, ex: _Exchange) -> None:
         request = ex.request
         if request.method not in (b"GET", b"HEAD"):
             known = request.method in (b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH", b"TRACE", b"CONNECT")
             ex.simple(405 if known else 501, [("Allow", "GET, HEAD")])
             return
-        path, status = self.resolve(request.target)
+        path, status, st = self.locate(request.target)
         if status == 301:
             assert path is not None
             ex.simple(301, [("Location", path)])
             return
-        if path is None:
+        if path is None or st is None:
             ex.simple(status)
             return
+        entry = self._cached(path, st)
+        if entry is not None and (entry.body is not None or ex.head_only):
+            self._respond(ex, entry, -1)
+            return
         try:
-            file = open(path, "rb")  # noqa: SIM115 - closed below
+            fd = os.open(path, _NOFOLLOW)  # a symlink swapped in since the lstat is not followed
         except OSError:
             ex.simple(404)
             return
-        with file:
-            st = os.fstat(file.fileno())
+        try:
+            st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 ex.simple(404)
                 return
-            size = st.st_size
-            etag = f'"{st.st_mtime_ns:x}-{size:x}"'
-            modified = email.utils.formatdate(st.st_mtime, usegmt=True)
-            ctype = mimetypes.guess_type(path)[0] or "application/octet-stream"
-            if ctype.startswith("text/"):
-                ctype += "; charset=utf-8"
-            common = [("ETag", etag), ("Last-Modified", modified), ("Accept-Ranges", "bytes")]
-            if self._not_modified(request, etag, int(st.st_mtime)):
-                ex.send_head(304, common)
+            if (entry is None or entry.identity != _identity(st)
+                    or (entry.body is None and st.st_size <= self.cache_file_max)):
+                entry = self._load(path, fd, st)
+            self._respond(ex, entry, fd)
+        finally:
+            os.close(fd)
+
+    def _respond(self, ex: _Exchange, entry: _FileEntry, fd: int) -> None:
+        """Answer from ``entry``; the body from its bytes, else read from ``fd``."""
+        request = ex.request
+        if not any(name in _CONDITIONAL for name, _ in request.headers):
+            if entry.body is not None or ex.head_only:
+                ex.send_prepared(entry.head, entry.body)
                 return
-            first, last = 0, size - 1
-            status = 200
-            range_header = request.get(b"range")
-            if_range = request.get(b"if-range")
-            if range_header is not None and (if_range is None or if_range.decode("latin-1") in (etag, modified)):
-                chosen = _parse_range(range_header.decode("latin-1"), size)
-                if chosen == "unsatisfiable":
-                    ex.simple(416, [("Content-Range", f"bytes */{size}")])
-                    return
-                if isinstance(chosen, tuple):
-                    first, last = chosen
-                    status = 206
-                    common.append(("Content-Range", f"bytes {first}-{last}/{size}"))
-            length = last - first + 1
-            ex.send_head(status, [("Content-Type", ctype), *common], length=length)
-            if ex.head_only:
+        etag, modified, size = entry.etag, entry.modified, entry.size
+        common = [("ETag", etag), ("Last-Modified", modified), ("Accept-Ranges", "bytes")]
+        if self._not_modified(request, etag, entry.mtime):
+            ex.send_head(304, common)
+            return
+        first, last = 0, size - 1
+        status = 200
+        range_header = request.get(b"range")
+        if_range = request.get(b"if-range")
+        if range_header is not None and (if_range is None or if_range.decode("latin-1") in (etag, modified)):
+            chosen = _parse_range(range_header.decode("latin-1"), size)
+            if chosen == "unsatisfiable":
+                ex.simple(416, [("Content-Range", f"bytes */{size}")])
                 return
-            file.seek(first)
-            left = length
-            while left > 0:
-                block = file.read(min(_FILE_BLOCK, left))
-                if not block:
-                    raise _Closed  # the file shrank under us: the promised length cannot be kept
-                ex.conn.send(block)
-                left -= len(block)
+            if isinstance(chosen, tuple):
+                first, last = chosen
+                status = 206
+                common.append(("Content-Range", f"bytes {first}-{last}/{size}"))
+        length = last - first + 1
+        ex.send_head(status, [("Content-Type", entry.ctype), *common], length=length)
+        if ex.head_only:
+            return
+        if entry.body is not None:
+            ex.conn.send(entry.body[first:first + length])
+            return
+        offset, end = first, first + length
+        while offset < end:
+            block = os.pread(fd, min(_FILE_BLOCK, end - offset), offset)
+            if not block:
+                raise _Closed  # the file shrank under us: the promised length cannot be kept
+            ex.conn.send(block)
+            offset += len(block)
 
     @staticmethod
     def _not_modified(request: Request, etag: str, mtime: int) -> bool:

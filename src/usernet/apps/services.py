@@ -1,21 +1,22 @@
 """The small standard services `usernet up --serve` offers: echo (RFC 862), discard (RFC 863),
 chargen (RFC 864), over UDP and TCP.
 
-All of a host's services run on one event loop (:class:`ServiceLoop`: one thread, a selector over
-the sockets' readiness descriptors, non-blocking sockets), not a thread per connection: 5,000
-idle clients cost 5,000 registrations, not 5,000 threads polling on timers. It uses only the
-socket-compatible API, exactly as user code would.
+All of a host's services run on one event loop (:class:`ServiceLoop`: a usernet selector over
+non-blocking sockets, dispatched by the host's runtime thread), not a thread per connection: 5,000
+idle clients cost 5,000 registrations, not 5,000 threads or descriptors. It uses only the
+socket-compatible API and a `selectors` selector, as user code would.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
-import os
 import selectors
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from usernet.api.selector import Selector
 
 if TYPE_CHECKING:
     from usernet.api.host import Host
@@ -154,82 +155,62 @@ class _Conn:
 
 
 class ServiceLoop:
-    """One thread serving every service of a host; :func:`serve_simple` makes it on first use."""
+    """Every service of a host; :func:`serve_simple` makes it on first use.
+
+    Its sockets are watched by a usernet :class:`~usernet.api.selector.Selector` (no descriptors),
+    and the host's runtime thread dispatches them at the end of each pass (a pass hook): a request
+    is answered in the pass that received it, with no thread hand-off, and a thousand connections
+    cost no thread and no descriptor. A socket made ready from another thread (a client of the
+    service over the loopback) has the runtime thread run a pass (``Host.request_pass``)."""
 
     def __init__(self, host: Host) -> None:
         self.host = host
-        self.selector = selectors.DefaultSelector()
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
-        self.selector.register(self._wake_r, selectors.EVENT_READ, None)
-        self._lock = threading.Lock()  # guards registrations from other threads
+        self.selector = Selector(wakeup=host.request_pass)
         self._stopping = False
         self._owned: set[Any] = set()  # sockets this loop closes on stop
-        self.thread = threading.Thread(target=self._run, name=f"usernet-services-{host.name}", daemon=True)
-        self.thread.start()
+        host.add_pass_hook(self.run_ready)
 
     def register(self, sock: Any, handler: Any) -> None:
         sock.setblocking(False)
         events = handler.interest() if hasattr(handler, "interest") else selectors.EVENT_READ
-        with self._lock:
+        with self.host.lock:
             self._owned.add(sock)
             self.selector.register(sock, events or selectors.EVENT_READ, handler)
-        self._wake()
 
     def modify(self, sock: Any, handler: Any) -> None:
-        events = handler.interest()
-        with self._lock:
-            if events:
-                self.selector.modify(sock, events, handler)
-            else:  # nothing to wait for until the peer reads: keep the socket, stop polling it
-                self.selector.modify(sock, selectors.EVENT_WRITE, handler)
+        # Nothing to wait for until the peer reads: keep the socket, wait for it to be writable.
+        self.selector.modify(sock, handler.interest() or selectors.EVENT_WRITE, handler)
 
     def close(self, sock: Any) -> None:
-        with self._lock:
+        with self.host.lock:
             self._owned.discard(sock)
             try:
                 self.selector.unregister(sock)
-            except (KeyError, ValueError):
+            except KeyError:
                 pass
         sock.close()
 
-    def _wake(self) -> None:
-        try:
-            os.write(self._wake_w, b"\0")
-        except OSError:
-            pass
-
-    def _run(self) -> None:
-        while not self._stopping:
-            try:
-                ready = self.selector.select(1.0)
-            except (OSError, ValueError):  # a descriptor closed under us: rebuild on the next round
-                ready = []
-            for key, events in ready:
-                if key.data is None:
-                    try:
-                        os.read(self._wake_r, 4096)
-                    except BlockingIOError:
-                        pass
-                    continue
+    def run_ready(self) -> bool:
+        """Serve every ready socket once (lock held, or taken); True if some are still ready."""
+        if self._stopping:
+            return False
+        with self.host.lock:
+            for key, events in self.selector.select(0):
                 try:
                     key.data.on_ready(self, events)
                 except Exception:  # one connection's bug must not stop every service
                     log.exception("service handler failed")
                     self.close(key.fileobj)
+            return self.selector.has_ready()
 
     def stop(self) -> None:
         self._stopping = True
-        self._wake()
-        self.thread.join(timeout=5)
-        with self._lock:
+        self.host.remove_pass_hook(self.run_ready)
+        with self.host.lock:
             owned, self._owned = list(self._owned), set()
         for sock in owned:
             sock.close()
         self.selector.close()
-        os.close(self._wake_r)
-        os.close(self._wake_w)
 
 
 _loops: dict[int, ServiceLoop] = {}

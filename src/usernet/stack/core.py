@@ -103,7 +103,8 @@ class Stack(ArpMixin, Ipv4Mixin, IcmpMixin, UdpMixin, StackBase):
             name += "1"  # a link named like our loopback (AF_PACKET on the kernel's lo)
         self.primary = self.add_interface(name, layer=layer, mac=mac, mtu=mtu)
         self.tcp = TcpLayer(rng=self.rng, output=self._tcp_output, mtu_for=self.mtu_for, gso_for=self.gso_for,
-                            is_local=self.is_local, loopback_output=self.loopback_output)
+                            is_local=self.is_local, loopback_output=self.loopback_output,
+                            output_parts=self._tcp_output_parts)
         self.timers.append(self.tcp)
         if addr:
             self.set_address(addr, now=now)
@@ -301,6 +302,11 @@ class Stack(ArpMixin, Ipv4Mixin, IcmpMixin, UdpMixin, StackBase):
         try:
             if iface.layer == ETHERNET:
                 counters["eth.rx"] += 1
+                if len(frame) >= 34 and frame[12] == 8 and frame[13] == 0 and frame[:6] == iface.mac:
+                    # Untagged IPv4 unicast to us (nearly every frame): ethernet.parse's checks hold
+                    # without a call, and the destination check below with them.
+                    self._ip_input(iface, frame, 14, trusted)
+                    return
                 dst, _, ethertype, offset = ethernet.parse(frame)
                 if dst != iface.mac and dst != ethernet.BROADCAST:
                     self._drop("eth.not_for_us")

@@ -13,7 +13,7 @@ from usernet.stack.base import StackBase
 from usernet.stack.interface import BARE_IP, ETHERNET, LOOPBACK, Interface
 from usernet.wire import ethernet, icmp, ipv4
 from usernet.wire import tcp as tcpwire
-from usernet.wire.checksum import checksum, pseudo_header_sum, update16
+from usernet.wire.checksum import checksum, le_mod, pseudo_header_sum, update16
 from usernet.wire.errors import ParseError
 
 log = logging.getLogger("usernet.stack")
@@ -63,20 +63,25 @@ class Ipv4Mixin(StackBase):
             # addresses. Handled here without building an IPv4Header; the checks are ipv4.parse's
             # and the general path's below, in the same order, with the same counters.
             ver_ihl, _, total_length, _, flags_frag, _, proto, _, src, dst = _unpack_ip(view, offset)
-            if (ver_ihl == 0x45 and proto == 6 and not flags_frag & _NOT_DF and dst in self.local_addrs
+            local_addrs = self.local_addrs
+            if (ver_ihl == 0x45 and proto == 6 and not flags_frag & _NOT_DF and dst in local_addrs
                     and IP_HLEN <= total_length <= len(view) - offset):
                 end = offset + total_length
-                if not iface.is_loopback:
+                if iface.layer != LOOPBACK:
                     if _from_bytes(view[offset:offset + IP_HLEN], "little") % 0xFFFF:
                         raise ParseError("ipv4.bad_checksum")  # RFC 1071: see ipv4.parse
                     counters["ipv4.rx"] += 1
-                    if _is_martian(src) or src in self.broadcasts or src in self.local_addrs:
+                    first = src >> 24  # ipv4.is_martian_source, inline
+                    if (first == 0 and src) or first == 127 or first >= 224 or src in self.broadcasts \
+                            or src in local_addrs:
                         self._drop("ipv4.martian_source")
                         return
                 else:
                     counters["ipv4.rx"] += 1
                 segment = view[offset + IP_HLEN:end]
-                if not trusted and checksum(segment, pseudo_header_sum(src, dst, 6, end - offset - IP_HLEN)) != 0:
+                # The pseudo-header's sum (pseudo_header_sum) added in network order: a valid
+                # segment's total is a multiple of 0xFFFF (checksum() returns 0 exactly then).
+                if not trusted and (le_mod(segment) + ((src + dst + 6 + total_length - IP_HLEN) << 8)) % 0xFFFF:
                     self._drop("tcp.bad_checksum")
                     return
                 self.tcp.receive(src, dst, segment, self._now)
@@ -344,6 +349,38 @@ class Ipv4Mixin(StackBase):
                         self._queue_frame(iface, frame)
                     return
             self.send_ip(src, dst, ipv4.PROTO_TCP, segment, dont_fragment=True, ttl=ttl, tos=tos)
+        except OSError as err:
+            self._drop("tcp.tx_unroutable")
+            log.debug("TCP segment to %s not sent: %s", ipv4.ntoa(dst), err)
+
+    def _tcp_output_parts(self, src: int, dst: int, header: bytes, payload: bytes | bytearray | memoryview,
+                          ttl: int | None = None, tos: int = 0) -> None:
+        """TcpLayer's way out for a segment in two pieces, its header (checksum complete) and its
+        payload: for a fresh neighbour on Ethernet, the frame is the one join of the link header,
+        the IPv4 header, the TCP header and the payload; the rest goes through send_ip."""
+        try:
+            iface, hop = self.route_for(dst)
+            length = len(header) + len(payload)
+            if iface.layer == ETHERNET and IP_HLEN + length <= min(iface.mtu, _MAX_DATAGRAM):
+                # _fresh_neighbour, inline: a unicast next hop whose entry is fresh, touched as
+                # the resolver's lookup would (LRU order).
+                resolver = iface.neighbours
+                if resolver is not None and hop != 0xFFFFFFFF and hop >> 28 != 0xE and hop not in self.broadcasts:
+                    cache = resolver.cache
+                    entry = cache.entries.get(hop)
+                    if entry is not None and not cache.is_stale(entry, self._now):
+                        cache.entries.move_to_end(hop)
+                        ident = self.ip_ident = (self.ip_ident + 1) & 0xFFFF
+                        ip_header = _ip_header(src, dst, 6, length, ident, self.config.ttl if ttl is None else ttl,
+                                               tos, ipv4.FLAG_DF)
+                        self.counters["ipv4.tx"] += 1
+                        outbox = iface.outbox
+                        if len(outbox) >= iface.max_outbox:
+                            self.counters["stack.outbox_full"] += 1
+                            return
+                        outbox.append(b"".join((entry.mac, iface.mac, _IPV4_TYPE, ip_header, header, payload)))
+                        return
+            self.send_ip(src, dst, ipv4.PROTO_TCP, header + payload, dont_fragment=True, ttl=ttl, tos=tos)
         except OSError as err:
             self._drop("tcp.tx_unroutable")
             log.debug("TCP segment to %s not sent: %s", ipv4.ntoa(dst), err)

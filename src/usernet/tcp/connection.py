@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -69,6 +70,8 @@ MAX_QUICKACKS = 16
 DEFAULT_MSS = 536  # RFC 9293 3.7.1 when the peer sends no MSS option
 # Header prediction: of these flags a predicted segment has ACK alone (PSH may be set).
 _PREDICT_FLAGS = 0xFF & ~PSH
+_pack_ts = struct.Struct("!III").pack  # NOP, NOP, kind 8, length 10 as one word; TSval; TSecr
+_TS_LEAD = (tcpwire.OPT_NOP << 24) | (tcpwire.OPT_NOP << 16) | (tcpwire.OPT_TIMESTAMP << 8) | 10
 
 
 def _subtract(pieces: list[tuple[int, int]], lo: int, hi: int) -> list[tuple[int, int]]:
@@ -245,7 +248,7 @@ class TcpConnection:
         send, a read): the host-wide bound of `TcpConfig.mem_limit`."""
         if self.mem_released:
             return
-        held = self._mem_held()
+        held = len(self.send_buf) + len(self.rcv_buf) + self.ooo.bytes + len(self.syn_text)  # _mem_held
         delta = held - self.mem_charged
         if delta:
             self.mem_charged = held
@@ -491,7 +494,9 @@ class TcpConnection:
 
     def on_segment(self, seg: TcpSegment, now: float) -> None:
         state = self.state
-        if state == ESTABLISHED and self._predicted_data(seg, now):
+        if state == ESTABLISHED and seg.flags & _PREDICT_FLAGS == ACK and \
+                self._predicted_data(seg.seq, seg.ack, seg.window, seg.options.ts_val, seg.options.sack_blocks,
+                                seg.payload, now):
             pass
         elif state == SYN_SENT:
             self._arrive_syn_sent(seg, now)
@@ -499,7 +504,8 @@ class TcpConnection:
             self._arrive_synchronized(seg, now)
         self._notify()
 
-    def _predicted_data(self, seg: TcpSegment, now: float) -> bool:
+    def _predicted_data(self, seg_seq: int, seg_ack: int, seg_window: int, ts_val: int | None,
+                        sack_blocks: list[tuple[int, int]] | None, data: memoryview, now: float) -> bool:
         """Header prediction (RFC 9293 3.10.7.4's steps for the common case; Van Jacobson's
         "fast path", as in 4.4BSD tcp_input and Linux tcp_rcv_established): in ESTABLISHED, a
         segment with ACK (and perhaps PSH) alone, carrying data at exactly RCV.NXT that fits the
@@ -507,16 +513,15 @@ class TcpConnection:
         no older than TS.Recent, no SACK blocks, while nothing is out of order or pending (no
         FIN seen, no D-SACK to report, no persist timer, memory available). Every general check
         then passes trivially, so only what the general path would change is done here, with
-        the same effects. Returns False, having changed nothing, for any other segment."""
-        if seg.flags & _PREDICT_FLAGS != ACK:
-            return False
-        data = seg.payload
+        the same effects. Returns False, having changed nothing, for any other segment.
+
+        The caller has checked the flags (ACK, perhaps PSH, nothing else: _PREDICT_FLAGS) and
+        passes the wire fields, so the layer's fast path needs no TcpSegment."""
         size = len(data)
         seq = self.rcv_nxt
-        if not size or seg.seq != seq & 0xFFFFFFFF or seg.ack != self.snd_una & 0xFFFFFFFF:
+        if not size or seg_seq != seq & 0xFFFFFFFF or seg_ack != self.snd_una & 0xFFFFFFFF:
             return False
-        window = seg.window << self.snd_wscale
-        if window != self.snd_wnd or seq + size > self.rcv_adv:
+        if seg_window << self.snd_wscale != self.snd_wnd or seq + size > self.rcv_adv:
             return False
         if self.ooo.pieces or self.peer_fin_seq is not None or self.dsack is not None or self.rcv_nomem \
                 or self.persist_deadline is not None or self.syn_text:
@@ -527,11 +532,10 @@ class TcpConnection:
         ack = self.snd_una
         if not (wl1 < seq or (wl1 == seq and self.snd_wl2 <= ack)):
             return False
-        opts = seg.options
-        if opts.sack_blocks:
+        if sack_blocks:
             return False
-        ts_val = opts.ts_val
-        if self.ts_ok:
+        ts_ok = self.ts_ok
+        if ts_ok:
             # RFC 7323 5.3 PAWS: a timestamp older than TS.Recent goes the general way (rejected).
             if ts_val is None or ((ts_val - self.ts_recent) & 0xFFFFFFFF) >= 0x80000000:
                 return False
@@ -542,7 +546,7 @@ class TcpConnection:
             return False  # the host's buffer memory is exhausted: the general path drops it
         self.last_heard = now
         self.keepalive_probes = 0
-        if ts_val is not None and self.ts_ok and seq <= self.last_ack_sent < seq + size:
+        if ts_ok and ts_val is not None and seq <= self.last_ack_sent < seq + size:
             self.ts_recent, self.ts_recent_at = ts_val, now  # RFC 7323 4.3
         self.snd_wl1, self.snd_wl2 = seq, ack
         # Seventh step, in order: what _receive_data does for such a segment.
@@ -1188,13 +1192,28 @@ class TcpConnection:
             if self.layer.memory.room(self.mem_charged) < self.mss:
                 return 0
             self.rcv_nomem = False
-        space = max(0, min(self.rcvbuf - len(self.rcv_buf) - self.ooo.bytes, 0xFFFF << self.rcv_wscale,
-                           self.layer.memory.room(self.mem_charged)))  # under memory pressure, less
-        current = self.rcv_adv - self.rcv_nxt
-        if space - current >= min(self.rcvbuf // 2, self.mss) or space > current and current < self.mss:
+        memory = self.layer.memory
+        limit = memory.config.mem_limit
+        used = memory.used
+        # memory.room(), inline for its common case: below the pressure threshold, all that is free.
+        room = limit - used if used < limit * 2 // 3 else memory.room(self.mem_charged)
+        rcvbuf = self.rcvbuf
+        wscale = self.rcv_wscale
+        space = rcvbuf - len(self.rcv_buf) - self.ooo.bytes
+        if space > 0xFFFF << wscale:
+            space = 0xFFFF << wscale
+        if space > room:
+            space = room  # under memory pressure, less
+        if space < 0:
+            space = 0
+        offered = current = self.rcv_adv - self.rcv_nxt
+        mss = self.mss
+        if space - current >= min(rcvbuf // 2, mss) or space > current and current < mss:
             current = space
-        current = max(current, self.rcv_adv - self.rcv_nxt)
-        return min(current >> self.rcv_wscale, 0xFFFF) << self.rcv_wscale
+        if current < offered:
+            current = offered
+        current >>= wscale
+        return (current if current < 0xFFFF else 0xFFFF) << wscale
 
     def _advertise(self) -> int:
         """The window field value; the right edge never moves left (RFC 9293 3.8.6.2.2)."""
@@ -1235,25 +1254,38 @@ class TcpConnection:
         return (int(now * 1000) + self.ts_offset) & 0xFFFFFFFF
 
     def _emit(self, seq: int, flags: int, payload: bytes | memoryview, now: float | None = None) -> None:
+        """The one way out for every segment but the SYNs: options, window and ACK fields, then
+        the layer's transmit. Every data segment and ACK passes here: locals, no helper calls
+        on the common path (timestamps alone)."""
         sack_blocks = None
-        if self.sack_ok and flags & ACK and (self.ooo or self.dsack is not None or self.peer_fin_seq is not None):
+        ack_flag = flags & ACK
+        if ack_flag and self.sack_ok and (self.ooo.pieces or self.dsack is not None or self.peer_fin_seq is not None):
             if payload:
                 self.dsack = None  # no room for SACK beside data: the duplicate goes unreported
             else:
                 sack_blocks = [(wire(s), wire(e)) for s, e in self._sack_blocks()] or None
-        if sack_blocks:
-            ts = (self._ts_now(now if now is not None else self.layer.now), self.ts_recent) if self.ts_ok else None
-            options = tcpwire.build_options(ts=ts, sack_blocks=sack_blocks)
-        elif self.ts_ok:
-            options = tcpwire.timestamp_option(self._ts_now(now if now is not None else self.layer.now),
-                                               self.ts_recent)
+        if self.ts_ok:
+            ts_val = (int((now if now is not None else self.layer.now) * 1000) + self.ts_offset) & 0xFFFFFFFF
+            if sack_blocks:
+                options = tcpwire.build_options(ts=(ts_val, self.ts_recent), sack_blocks=sack_blocks)
+            else:
+                options = _pack_ts(_TS_LEAD, ts_val, self.ts_recent)  # tcpwire.timestamp_option
+        elif sack_blocks:
+            options = tcpwire.build_options(sack_blocks=sack_blocks)
         else:
             options = b""
-        window = self._advertise() if flags & ACK or self.state != CLOSED else 0
-        self.layer.transmit(self, wire(seq), wire(self.rcv_nxt) if flags & ACK else 0, flags, window, options,
+        rcv_nxt = self.rcv_nxt
+        if ack_flag or self.state != CLOSED:
+            window = self._window_to_offer()  # _advertise: the right edge never moves left
+            if rcv_nxt + window > self.rcv_adv:
+                self.rcv_adv = rcv_nxt + window
+            window >>= self.rcv_wscale
+        else:
+            window = 0
+        self.layer.transmit(self, seq & 0xFFFFFFFF, rcv_nxt & 0xFFFFFFFF if ack_flag else 0, flags, window, options,
                             payload)
-        if flags & ACK:
-            self.last_ack_sent = self.rcv_nxt
+        if ack_flag:
+            self.last_ack_sent = rcv_nxt
             self.ack_now = False
             self.delack_deadline = None
             self.unacked_bytes = 0
@@ -1297,7 +1329,9 @@ class TcpConnection:
                 self.ack_now = False
             return
         sent = False
-        if state in _CAN_SEND or (self.fin_queued and state in (FIN_WAIT_1, CLOSING, LAST_ACK)):
+        if state == ESTABLISHED and not self.fin_queued and self.snd_nxt >= self.buf_seq + len(self.send_buf):
+            pass  # nothing to send (what _send_data would find): the ACK question alone
+        elif state in _CAN_SEND or (self.fin_queued and state in (FIN_WAIT_1, CLOSING, LAST_ACK)):
             sent = self._send_data(now)
         if (self.ack_now or (self.delack_deadline is not None and now >= self.delack_deadline)) and not sent:
             self._send_ack(now)

@@ -18,21 +18,52 @@ from collections.abc import Callable
 from usernet.errors import os_error
 from usernet.tcp import syncookies
 from usernet.tcp.config import TcpConfig
-from usernet.tcp.connection import CLOSED, LISTEN, SYN_RECEIVED, TIME_WAIT, TcpConnection
+from usernet.tcp.connection import CLOSED, ESTABLISHED, LISTEN, SYN_RECEIVED, TIME_WAIT, TcpConnection
 from usernet.tcp.context import ChallengeLimiter, MemoryPool
 from usernet.tcp.seq import unwrap
 from usernet.tcp.syncookies import blake2s
 from usernet.wire import tcp as tcpwire
-from usernet.wire.checksum import finish, pseudo_header_sum
+from usernet.wire.checksum import finish, le_mod, pseudo_header_sum
 from usernet.wire.errors import ParseError
-from usernet.wire.tcp import ACK, FIN, RST, SYN, TcpSegment
+from usernet.wire.tcp import ACK, FIN, PSH, RST, SYN, TcpOptions, TcpSegment
 
 _SYN_CHECK = FIN | SYN | RST | ACK  # a pure SYN has SYN alone of these
 _TCP_HEADER = struct.Struct("!HHIIBBHHH")  # RFC 9293 3.1, as wire.tcp packs it
+_pack_header = _TCP_HEADER.pack
+# The header followed by the one option layout nearly every segment of a connection with
+# timestamps carries: NOP, NOP, TS (RFC 7323 appendix A), read in one go on input.
+_TS_SEGMENT = struct.Struct("!HHIIBBHHHIII")
+_unpack_ts_segment = _TS_SEGMENT.unpack_from
+_TS_LEAD = (tcpwire.OPT_NOP << 24) | (tcpwire.OPT_NOP << 16) | (tcpwire.OPT_TIMESTAMP << 8) | 10
+_TS_OFFSET_BYTE = (32 // 4) << 4  # data offset of a 32-byte header
+_PREDICT_FLAGS = 0xFF & ~PSH  # header prediction: of these flags, ACK alone
+_from_bytes = int.from_bytes
 _IP_HLEN = 20  # the IPv4 header (no options) a loopback packet is built behind
 VALIDATED_PEERS_MAX = 64  # addresses that recently completed a handshake with us (load shedding)
 
 log = logging.getLogger("usernet.tcp")
+
+
+def segment_header(src: int, dst: int, sport: int, dport: int, seq: int, ack: int, flags: int, window: int,
+                   options: bytes, payload: bytes | bytearray | memoryview) -> bytes:
+    """The TCP header (options included) of a segment carrying *payload*, its checksum (RFC 9293
+    3.1, with the pseudo-header) complete: the bytes wire.tcp.build puts in front of the payload,
+    packed once, without building the segment. The header's sum is taken from its field values:
+    every 32-bit value is congruent to the sum of its two 16-bit halves modulo 0xFFFF (2**16 ==
+    1), and so is the options area read as one big-endian integer (it has an even length); the
+    payload (at an even offset) is summed by checksum.le_mod. The pseudo-header makes the total
+    non-zero, so a zero remainder is negative zero, whose complement is 0 (RFC 1071)."""
+    header_len = 20 + len(options)
+    length = header_len + len(payload)
+    total = src + dst + 6 + length + sport + dport + seq + ack + (header_len << 10) + flags + window
+    if options:
+        total += _from_bytes(options, "big")
+    if payload:
+        total += le_mod(payload) << 8  # little-endian to network order: times 2**8 (checksum.py)
+    total %= 0xFFFF
+    header = _pack_header(sport, dport, seq, ack, header_len << 2, flags, window, 0xFFFF - total if total else 0, 0)
+    return header + options if options else header
+
 
 EPHEMERAL_LOW = 32768
 EPHEMERAL_HIGH = 60999
@@ -99,9 +130,14 @@ class TcpLayer:
     def __init__(self, *, rng: random.Random, output: Callable[..., None],
                  mtu_for: Callable[[int], int], config: TcpConfig | None = None,
                  gso_for: Callable[[int], int] | None = None, is_local: Callable[[int], bool] | None = None,
-                 loopback_output: Callable[..., None] | None = None) -> None:
+                 loopback_output: Callable[..., None] | None = None,
+                 output_parts: Callable[..., None] | None = None) -> None:
         self.rng = rng
         self.output = output
+        # output_parts(src, dst, header, payload, ttl=, tos=): the same as output with the segment
+        # in two pieces (its header, checksum complete, and the payload), which the IP layer joins
+        # with its own headers in the frame's one copy. Without it, output gets the joined segment.
+        self.output_parts = output_parts
         # is_local(dst): the segment goes over the host's own loopback; loopback_output(src, dst,
         # packet, ttl=, tos=) then takes a whole IPv4 packet whose first 20 bytes are the header's room.
         self.is_local: Callable[[int], bool] = is_local if is_local is not None and loopback_output is not None \
@@ -139,11 +175,40 @@ class TcpLayer:
     def receive(self, src: int, dst: int, segment: memoryview, now: float) -> None:
         self.now = now
         counters = self.counters
-        try:
-            seg = tcpwire.parse(segment)
-        except ParseError as err:
-            counters[err.reason.partition(".")[2]] += 1
-            return
+        if len(segment) >= 32:
+            # The bulk of all input: a segment whose header holds the timestamps option alone
+            # (as wire.tcp.parse reads it, fields in one unpack). Data for an ESTABLISHED
+            # connection that header prediction takes costs no TcpSegment; any other becomes one
+            # from the same fields and goes the general way.
+            (sport, dport, seq, ack, offset_byte, flags, window, _csum, urgent, lead, ts_val,
+             ts_ecr) = _unpack_ts_segment(segment, 0)
+            if offset_byte == _TS_OFFSET_BYTE and lead == _TS_LEAD:
+                if flags & _PREDICT_FLAGS == ACK:
+                    conn = self.connections.get((dst, dport, src, sport))
+                    if conn is not None and conn.state == ESTABLISHED and \
+                            conn._predicted_data(seq, ack, window, ts_val, None, segment[32:], now):
+                        counters["segments_received"] += 1
+                        conn._notify()
+                        conn.recharge()
+                        if conn in self.dirty:
+                            self.dirty.discard(conn)
+                            conn.output(now)
+                        self.schedule(conn)
+                        return
+                options = TcpOptions()
+                options.ts_val = ts_val
+                options.ts_ecr = ts_ecr
+                seg = TcpSegment(sport, dport, seq, ack, flags, window, urgent, options, segment[32:])
+            else:
+                parsed = self._parse(segment)
+                if parsed is None:
+                    return
+                seg = parsed
+        else:
+            parsed = self._parse(segment)
+            if parsed is None:
+                return
+            seg = parsed
         counters["segments_received"] += 1
         if seg.flags & _SYN_CHECK == SYN:
             counters["syns_received"] += 1  # what the runtime's load shedding weighs (api/shedding.py)
@@ -166,6 +231,13 @@ class TcpLayer:
             self._listen_input(listener, src, dst, seg, now)
             return
         self._closed_input(src, dst, seg)
+
+    def _parse(self, segment: memoryview) -> TcpSegment | None:
+        try:
+            return tcpwire.parse(segment)
+        except ParseError as err:
+            self.counters[err.reason.partition(".")[2]] += 1
+            return None
 
     def _may_reuse(self, conn: TcpConnection, seg: TcpSegment) -> bool:
         if conn.ts_ok and seg.options.ts_val is not None:
@@ -306,7 +378,11 @@ class TcpLayer:
     def send_reset(self, src: int, dst: int, sport: int, dport: int, seq: int, ack: int, flags: int) -> None:
         self.counters["resets_sent"] += 1
         self.counters["segments_sent"] += 1
-        self.output(src, dst, tcpwire.build(src, dst, sport, dport, seq, ack, flags, 0))
+        header = segment_header(src, dst, sport, dport, seq, ack, flags, 0, b"", b"")
+        if self.output_parts is not None:
+            self.output_parts(src, dst, header, b"")
+        else:
+            self.output(src, dst, header)
 
     def transmit(self, conn: TcpConnection, seq: int, ack: int, flags: int, window: int, options: bytes,
                  payload: bytes | bytearray | memoryview) -> None:
@@ -315,14 +391,18 @@ class TcpLayer:
         if self.is_local(conn.remote_addr):
             self._transmit_local(conn, seq, ack, flags, window, options, payload, ip)
             return
+        src, dst = conn.local_addr, conn.remote_addr
         if len(payload) > conn.mss:  # a super-segment: the link segments it and completes checksums
-            self.output(conn.local_addr, conn.remote_addr,
-                        tcpwire.build(conn.local_addr, conn.remote_addr, conn.local_port, conn.remote_port, seq,
-                                      ack, flags, window, options, payload, partial_checksum=True), conn.mss, **ip)
+            self.output(src, dst, tcpwire.build(src, dst, conn.local_port, conn.remote_port, seq, ack, flags, window,
+                                                options, payload, partial_checksum=True), conn.mss, **ip)
             return
-        self.output(conn.local_addr, conn.remote_addr,
-                    tcpwire.build(conn.local_addr, conn.remote_addr, conn.local_port, conn.remote_port, seq, ack,
-                                  flags, window, options, payload), **ip)
+        header = segment_header(src, dst, conn.local_port, conn.remote_port, seq, ack, flags, window, options,
+                                payload)
+        parts = self.output_parts
+        if parts is not None:
+            parts(src, dst, header, payload, **ip)
+        else:
+            self.output(src, dst, header + payload, **ip)
 
     def _transmit_local(self, conn: TcpConnection, seq: int, ack: int, flags: int, window: int, options: bytes,
                         payload: bytes | bytearray | memoryview, ip: dict[str, int]) -> None:

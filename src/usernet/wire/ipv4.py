@@ -185,7 +185,25 @@ def build(*, src: int, dst: int, proto: int, payload: bytes | bytearray | memory
 
 
 def addr(text: str) -> int:
-    """Dotted quad to int (raises ValueError)."""
+    """Dotted quad to int (raises ValueError).
+
+    The strict dotted quad is parsed here (connect() and sendto() call this for every address):
+    four ASCII decimal parts of at most three digits, none above 255, no leading zero (as the
+    ``ipaddress`` module rules since Python 3.9.5, against octal ambiguity). Anything else
+    goes to ``ipaddress``, which accepts or rejects it with its own message."""
+    if type(text) is str:
+        parts = text.split(".")
+        if len(parts) == 4:
+            value = 0
+            for part in parts:
+                if not (0 < len(part) <= 3 and part.isascii() and part.isdigit()) or (part[0] == "0" and len(part) > 1):
+                    break
+                octet = int(part)
+                if octet > 255:
+                    break
+                value = (value << 8) | octet
+            else:
+                return value
     return int(ipaddress.IPv4Address(text))
 
 
