@@ -68,6 +68,22 @@ class StreamBuffer:
             self._start = stop
         return data
 
+    def shrink(self) -> int:
+        """Give back storage beyond what the held bytes need (twice them, at least _MIN_STORAGE);
+        returns the bytes released. For idle moments (api/memtrim.py before a trim): done on every
+        read it would bring back the regrowth this class exists to avoid."""
+        held = self._end - self._start
+        keep = 0 if not held else max(_MIN_STORAGE, 2 * held)
+        size = len(self._store)
+        if size <= max(keep, _MIN_STORAGE):
+            return 0
+        store = bytearray(keep)
+        if held:
+            store[:held] = memoryview(self._store)[self._start:self._end]
+        self._store = store
+        self._start, self._end = 0, held
+        return size - keep
+
     def clear(self) -> None:
         self._store = bytearray()
         self._start = self._end = 0
