@@ -27,7 +27,8 @@ def test_quick_suite_writes_tables(tmp_path: Path) -> None:
     assert "--quick --only local,latency" in text
     rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| figure")]
     figures = {line.split(" | ")[0].lstrip("| ") for line in rows}
-    assert {"loopback inside one host (MB/s)", "ping median (ms)", "1-byte echo median (us)"} <= figures
+    assert {"loopback inside one host (MB/s)", "ping median (ms)", "1-byte echo median, built-in echo service (us)",
+            "1-byte echo median, threaded server (us)"} <= figures
     number = re.compile(r"^[\d,]+(\.\d+)?x?$")
     for line in rows:
         cells = [cell.strip() for cell in line.strip("|").split("|")]

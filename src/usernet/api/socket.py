@@ -55,6 +55,13 @@ def _refuse_ssl_adoption() -> None:
         raise _err(errno.EOPNOTSUPP, _NO_SSL_WRAP)
 
 
+# The socket module's flags are IntFlag members: "flags & socket.MSG_PEEK" runs Python-level
+# enum code (about a microsecond each, three per recv); plain ints do not.
+_MSG_DONTWAIT = int(_socket.MSG_DONTWAIT)
+_MSG_WAITALL = int(_socket.MSG_WAITALL)
+_MSG_PEEK = int(_socket.MSG_PEEK)
+
+
 def service_port(port: Any, kind: int = 0) -> int:
     """A port number, or a service name resolved as getaddrinfo does (``"http"`` is 80)."""
     if isinstance(port, int):
@@ -923,7 +930,7 @@ class Socket:
         view = memoryview(data).cast("B")
         host = self._host
         with host.cond:
-            nonblocking = flags & _socket.MSG_DONTWAIT
+            nonblocking = flags & _MSG_DONTWAIT
             if nonblocking and not conn.writable:
                 raise _err(errno.EAGAIN)
             self._wait(lambda: conn.writable or conn.error is not None, option="sndtimeo")
@@ -1044,13 +1051,13 @@ class Socket:
         with host.cond:
             if self._read_shut and not conn.rcv_buf:
                 return b""
-            if flags & _socket.MSG_DONTWAIT and not conn.readable:
+            if flags & _MSG_DONTWAIT and not conn.readable:
                 raise _err(errno.EAGAIN)
-            if flags & _socket.MSG_WAITALL and not flags & (_socket.MSG_PEEK | _socket.MSG_DONTWAIT) \
+            if flags & _MSG_WAITALL and not flags & (_MSG_PEEK | _MSG_DONTWAIT) \
                     and self._timeout != 0.0:
                 return self._recv_all(conn, bufsize)
             self._wait(lambda: conn.readable or self._read_shut, option="rcvtimeo")
-            if flags & _socket.MSG_PEEK:
+            if flags & _MSG_PEEK:
                 if conn.rcv_buf:
                     return conn.peek(bufsize)
             data = conn.recv(bufsize)
@@ -1163,14 +1170,14 @@ class Socket:
         endpoint = self._ensure_udp()
         host = self._host
         with host.cond:
-            if flags & _socket.MSG_DONTWAIT and not endpoint.readable:
+            if flags & _MSG_DONTWAIT and not endpoint.readable:
                 raise _err(errno.EAGAIN)
             self._wait(lambda: endpoint.readable, option="rcvtimeo")
             err = endpoint.take_error()
             if err is not None:
                 self._refresh()
                 raise err
-            if flags & _socket.MSG_PEEK:
+            if flags & _MSG_PEEK:
                 data, (src, sport) = endpoint.queue[0]
             else:
                 item = endpoint.pop()

@@ -139,6 +139,10 @@ class _Conn:
                     break
                 if self.kind == "echo":
                     self.pending += data
+                if len(data) < _RECV:
+                    # Short: the buffer is very likely empty, and asking again would cost a raised
+                    # BlockingIOError. If more came meanwhile, the level-triggered selector says so.
+                    break
         if self.pending:
             try:
                 while self.pending:
