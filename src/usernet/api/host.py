@@ -95,6 +95,7 @@ class Host(RuntimeState):
         # The runtime loop's state between passes.
         self._backlog = False  # the last pass ended on its budget: frames are waiting, do not sleep
         self._hooks_pending = False  # a pass hook has more to do: do not sleep either
+        self._kick_deferred = False  # pass hooks run: their kicks wait for the pass's flush
         self._link_failed = False
         self._rx_passes = 0
         # When the runtime thread's current wait ends (monotonic time; written under the lock). A
@@ -421,6 +422,22 @@ class Host(RuntimeState):
         self._backlog = backlog
         if backlog:
             stack.counters["host.rx_budget_exhausted"] += 1
+        hooks = self._pass_hooks
+        if hooks:
+            # Before this pass transmits: what the hooks' socket calls produce (an echo, a FIN)
+            # goes out in the same flush as what the frames produced, their kicks deferred to it.
+            pending = False
+            self._kick_deferred = True
+            try:
+                for hook in hooks:
+                    try:
+                        if hook():
+                            pending = True
+                    except Exception:  # a hook's bug must not stop the host
+                        log.exception("runtime pass hook failed")
+            finally:
+                self._kick_deferred = False
+            self._hooks_pending = pending
         now = self._flush()
         # The ticks' own first test, done here: most passes skip both calls.
         shedding = self._shedding
@@ -429,14 +446,6 @@ class Host(RuntimeState):
         memory_return = self._memory_return
         if now >= memory_return.next_check:
             memory_return.tick(now)
-        pending = False
-        for hook in self._pass_hooks:
-            try:
-                if hook():
-                    pending = True
-            except Exception:  # a hook's bug must not stop the host
-                log.exception("runtime pass hook failed")
-        self._hooks_pending = pending
 
     def _flush(self) -> float:
         """Run timers and transmit on every link; returns the time it ran them at. Lock held."""
@@ -485,12 +494,17 @@ class Host(RuntimeState):
     def kick(self) -> None:
         """After an API call changed state (lock held): send what it produced right away, and
         wake the runtime thread if the call created a deadline earlier than the one it waits for
-        (a retransmission or delayed-ACK timer, a frame the fault injector holds back)."""
+        (a retransmission or delayed-ACK timer, a frame the fault injector holds back).
+        From a pass hook, the pass's own flush sends it, right after the hooks."""
+        if self._kick_deferred:
+            return
         self._flush()
-        deadline = self._next_wakeup()
-        if deadline is not None and deadline < self._armed and self._thread is not None:
-            self._armed = deadline
-            self._wake()
+        # While the runtime thread runs a pass (_armed 0), it re-arms at the end anyway.
+        if self._armed and self._thread is not None:
+            deadline = self._next_wakeup()
+            if deadline is not None and deadline < self._armed:
+                self._armed = deadline
+                self._wake()
 
     def cork(self, conn: Any) -> None:
         """A loopback write held a small rest back (autocorking; lock held): it goes with the
