@@ -67,6 +67,9 @@ MAX_WSCALE = 14  # RFC 7323 2.3
 # one whose data resumes after an idle period, so the peer's slow start is not held back by
 # delayed ACKs. Linux TCP_MAX_QUICKACKS.
 MAX_QUICKACKS = 16
+# Stretch ACKs (_predicted_data): in-order data left unacknowledged until the next poll is ACKed
+# at once when it reaches this many full-sized segments (Linux's GRO merges up to 64 KB, ~45).
+STRETCH_ACK_SEGMENTS = 64
 DEFAULT_MSS = 536  # RFC 9293 3.7.1 when the peer sends no MSS option
 # Header prediction: of these flags a predicted segment has ACK alone (PSH may be set).
 _PREDICT_FLAGS = 0xFF & ~PSH
@@ -562,16 +565,34 @@ class TcpConnection:
         rcv_mss = self.rcv_mss or self.mss
         mss_limit = self.mss_limit
         self.rcv_mss = rcv_mss = max(rcv_mss, size if size < mss_limit else mss_limit)
+        counters["predicted_data"] += 1
         if self.quick_acks > 0:
             self.quick_acks -= 1
             counters["quick_acks"] += 1
             self.ack_now = True
-        elif self.unacked_bytes > rcv_mss:
-            self.ack_now = True  # RFC 5681 4.2: at least every second full-sized segment
+            layer.mark_dirty(self)
+            return True
+        unacked = self.unacked_bytes
+        if unacked > rcv_mss:
+            # RFC 5681 4.2 asks for an ACK at least every second full-sized segment. A stretch ACK
+            # instead (deviation, see docs/performance.md "Bulk receive"): the ACK is due *now*
+            # but left to the layer's next poll, which the runtime runs once at the end of each
+            # pass, after every frame the pass read; the ACKs it would have sent in between leave
+            # the host at that same moment anyway (the outbox is transmitted at the pass's end),
+            # so one ACK carries what they would have. Bounded: at STRETCH_ACK_SEGMENTS segments'
+            # worth (or a quarter of our buffer) it goes at once. Quick ACKs, out-of-order data,
+            # holes filled and duplicates take the immediate paths, as before.
+            if unacked >= min(rcv_mss * STRETCH_ACK_SEGMENTS, self.rcvbuf >> 2):
+                self.ack_now = True
+                layer.mark_dirty(self)
+                return True
+            deadline = self.delack_deadline
+            if deadline is None or deadline > now:
+                self.delack_deadline = now  # the layer's timer heap wakes it at its next poll
         elif self.delack_deadline is None:
             self.delack_deadline = now + self.config.delayed_ack
-        layer.mark_dirty(self)
-        counters["predicted_data"] += 1
+        # Not marked dirty: a predicted segment acknowledges nothing and leaves the send window as
+        # it was, so nothing but the ACK question can have changed, and the deadline answers it.
         return True
 
     def _arrive_syn_sent(self, seg: TcpSegment, now: float) -> None:
