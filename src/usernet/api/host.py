@@ -95,6 +95,7 @@ class Host(RuntimeState):
         # The runtime loop's state between passes.
         self._backlog = False  # the last pass ended on its budget: frames are waiting, do not sleep
         self._hooks_pending = False  # a pass hook has more to do: do not sleep either
+        self._woke_waiters = False  # the last pass woke a thread blocked in a socket call
         self._kick_deferred = False  # pass hooks run: their kicks wait for the pass's flush
         self._link_failed = False
         self._rx_passes = 0
@@ -393,32 +394,48 @@ class Host(RuntimeState):
             rotate = passes % len(order)
             order = order[rotate:] + order[:rotate]
         self._rx_passes = passes + 1
-        for iface, link in order:
-            while True:
-                if budget <= 0 or now >= until:
-                    backlog = True
-                    break
-                try:
-                    frames = link.recv_batch(_MAX_BATCH)
-                except OSError as err:
-                    # The device went down or away: count it and keep the host alive (the wait
-                    # bounds the retry rate); sockets see it as silence.
-                    stack.counters["link.rx_error"] += 1
-                    log.warning("link %s receive failed: %s", link.name, err)
-                    self._link_failed = True
-                    break
-                if not frames:
-                    break
-                now = monotonic()
-                receive = stack.receive
-                for frame, trusted in frames:
-                    receive(frame, now, trusted, iface)
-                count = len(frames)
-                iface.stats["rx_packets"] += count
-                budget -= count
-                now = monotonic()  # for the budget test: this batch's work counts
-                if count < _MAX_BATCH:
-                    break
+        # Socket events of the receive loop are collected (Socket._on_event) and delivered once
+        # each at its end: a thread blocked in recv is woken once per pass, not once per segment
+        # (it could not take the lock before the pass ends anyway), readiness refreshed once.
+        events: dict[Any, None] = {}
+        self._pending_events = events
+        try:
+            for iface, link in order:
+                while True:
+                    if budget <= 0 or now >= until:
+                        backlog = True
+                        break
+                    try:
+                        frames = link.recv_batch(_MAX_BATCH)
+                    except OSError as err:
+                        # The device went down or away: count it and keep the host alive (the wait
+                        # bounds the retry rate); sockets see it as silence.
+                        stack.counters["link.rx_error"] += 1
+                        log.warning("link %s receive failed: %s", link.name, err)
+                        self._link_failed = True
+                        break
+                    if not frames:
+                        break
+                    now = monotonic()
+                    receive = stack.receive
+                    for frame, trusted in frames:
+                        receive(frame, now, trusted, iface)
+                    count = len(frames)
+                    iface.stats["rx_packets"] += count
+                    budget -= count
+                    now = monotonic()  # for the budget test: this batch's work counts
+                    if count < _MAX_BATCH:
+                        break
+        finally:
+            self._pending_events = None
+        woke = False
+        for sock in events:
+            cond = sock._s.cond
+            if cond._waiters:  # type: ignore[attr-defined]  # notify_all costs Python code even with none
+                cond.notify_all()
+                woke = True
+            sock._refresh()
+        self._woke_waiters = woke
         self._backlog = backlog
         if backlog:
             stack.counters["host.rx_budget_exhausted"] += 1

@@ -47,6 +47,8 @@ class Runtime(Protocol):
 
     #: whether loopback writes are autocorked (then ``cork`` and ``release_corked`` exist)
     autocork: bool
+    #: socket events held for delivery at the end of the runtime pass's receive loop, or None
+    _pending_events: dict[Socket, None] | None
 
     def clock(self) -> float: ...
 
@@ -60,6 +62,9 @@ class RuntimeState:
     """The shared part of both runtimes: the lock, the condition and the sockets they own."""
 
     autocork = False  # Host turns it on; the drill's virtual host keeps segments as written
+    # Sockets whose handles changed while the runtime pass reads frames (Host._pass): their waiters
+    # are woken and readiness refreshed once, at the end of the loop. None: events go at once.
+    _pending_events: dict[Socket, None] | None = None
     _lock: threading.RLock
     _cond: threading.Condition
     _closed: bool

@@ -335,6 +335,10 @@ class Socket:
     def _on_event(self) -> None:
         """The sans-IO handle changed (lock held): wake this socket's waiters (and the host's own,
         such as wait_for, which few threads use), refresh the readiness fds."""
+        pending = self._host._pending_events
+        if pending is not None:  # the runtime pass's receive loop: delivered once at its end
+            pending[self] = None
+            return
         self._s.cond.notify_all()
         self._host.notify()
         self._refresh()
