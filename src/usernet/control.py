@@ -264,7 +264,7 @@ def _tcp_row(conn: Any, now: float) -> dict[str, Any]:
         "netid": "tcp", "state": _SS_STATES.get(conn.state, conn.state),
         "local": f"{ipv4.ntoa(conn.local_addr)}:{conn.local_port}",
         "peer": f"{ipv4.ntoa(conn.remote_addr)}:{conn.remote_port}",
-        "recv_q": len(conn.rcv_buf), "send_q": len(conn.send_buf),
+        "recv_q": len(conn.rcv_buf), "send_q": conn._send_live(),  # unacknowledged bytes, as ss
         "info": {
             "cwnd": info["snd_cwnd"], "ssthresh": info["snd_ssthresh"], "mss": mss,
             "srtt_ms": None if conn.srtt is None else round(conn.srtt * 1000, 3),

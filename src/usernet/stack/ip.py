@@ -354,14 +354,16 @@ class Ipv4Mixin(StackBase):
             log.debug("TCP segment to %s not sent: %s", ipv4.ntoa(dst), err)
 
     def _tcp_output_parts(self, src: int, dst: int, header: bytes, payload: bytes | bytearray | memoryview,
-                          ttl: int | None = None, tos: int = 0) -> None:
-        """TcpLayer's way out for a segment in two pieces, its header (checksum complete) and its
-        payload: for a fresh neighbour on Ethernet, the frame is the one join of the link header,
-        the IPv4 header, the TCP header and the payload; the rest goes through send_ip."""
+                          ttl: int | None = None, tos: int = 0, gso_size: int = 0) -> None:
+        """TcpLayer's way out for a segment in two pieces, its header (checksum complete, or
+        partial for a super-segment the link cuts into *gso_size* pieces) and its payload: for a
+        fresh neighbour on Ethernet, the frame is the one join of the link header, the IPv4
+        header, the TCP header and the payload (the payload's only copy); the rest goes through
+        send_ip."""
         try:
             iface, hop = self.route_for(dst)
             length = len(header) + len(payload)
-            if iface.layer == ETHERNET and IP_HLEN + length <= min(iface.mtu, _MAX_DATAGRAM):
+            if iface.layer == ETHERNET and (gso_size or IP_HLEN + length <= min(iface.mtu, _MAX_DATAGRAM)):
                 # _fresh_neighbour, inline: a unicast next hop whose entry is fresh, touched as
                 # the resolver's lookup would (LRU order).
                 resolver = iface.neighbours
@@ -378,7 +380,12 @@ class Ipv4Mixin(StackBase):
                         if len(outbox) >= iface.max_outbox:
                             self.counters["stack.outbox_full"] += 1
                             return
-                        outbox.append(b"".join((entry.mac, iface.mac, _IPV4_TYPE, ip_header, header, payload)))
+                        frame = b"".join((entry.mac, iface.mac, _IPV4_TYPE, ip_header, header, payload))
+                        if gso_size:
+                            self.counters["tcp.tso_segments"] += 1
+                            outbox.append((frame, gso_size))
+                        else:
+                            outbox.append(frame)
                         return
             self.send_ip(src, dst, ipv4.PROTO_TCP, header + payload, dont_fragment=True, ttl=ttl, tos=tos)
         except OSError as err:

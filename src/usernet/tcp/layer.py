@@ -392,13 +392,22 @@ class TcpLayer:
             self._transmit_local(conn, seq, ack, flags, window, options, payload, ip)
             return
         src, dst = conn.local_addr, conn.remote_addr
+        parts = self.output_parts
         if len(payload) > conn.mss:  # a super-segment: the link segments it and completes checksums
+            if parts is not None:
+                # Only the header is packed here (checksum field: the folded pseudo-header sum,
+                # CHECKSUM_PARTIAL); the payload is copied once, into the frame, by output_parts.
+                header_len = tcpwire.HEADER_LEN + len(options)
+                partial = 0xFFFF - finish(pseudo_header_sum(src, dst, tcpwire.PROTO, header_len + len(payload)))
+                header = _pack_header(conn.local_port, conn.remote_port, seq, ack, header_len << 2, flags, window,
+                                      partial, 0)
+                parts(src, dst, header + options if options else header, payload, gso_size=conn.mss, **ip)
+                return
             self.output(src, dst, tcpwire.build(src, dst, conn.local_port, conn.remote_port, seq, ack, flags, window,
                                                 options, payload, partial_checksum=True), conn.mss, **ip)
             return
         header = segment_header(src, dst, conn.local_port, conn.remote_port, seq, ack, flags, window, options,
                                 payload)
-        parts = self.output_parts
         if parts is not None:
             parts(src, dst, header, payload, **ip)
         else:
