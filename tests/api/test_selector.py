@@ -89,23 +89,6 @@ def test_refuses_other_objects_and_other_hosts(pair) -> None:  # type: ignore[no
         sock.close()
 
 
-def test_services_answer_from_the_runtime_thread_with_no_descriptor(pair) -> None:  # type: ignore[no-untyped-def]
-    server, client = pair
-    serve_simple(server, "echo", 7)
-    threads_before = threading.active_count()
-    conns = [client.create_connection(("10.41.0.1", 7), timeout=5) for _ in range(20)]
-    for i, conn in enumerate(conns):
-        conn.sendall(b"ping %d" % i)
-    for i, conn in enumerate(conns):
-        assert conn.recv(100) == b"ping %d" % i
-    # No service thread and no readiness socketpair per connection.
-    assert threading.active_count() == threads_before
-    served = [sock for sock in server.sockets() if sock._conn is not None]
-    assert served and all(sock._readiness is None for sock in served)
-    for conn in conns:
-        conn.close()
-
-
 def test_service_reached_over_the_loopback_from_a_user_thread(pair) -> None:  # type: ignore[no-untyped-def]
     # The request arrives in the user's thread (loopback), not in a pass: the runtime thread must
     # be told to dispatch (Host.request_pass).

@@ -14,6 +14,7 @@ import pytest
 
 import usernet
 import usernet.http
+from tests.http.fakes import FeedSocket
 from usernet.apps.http import COALESCE_LIMIT, StaticFiles, WsgiHandler, _Connection
 from usernet.http import AsyncRequest, AsyncResponse
 from usernet.links import Switch
@@ -150,26 +151,6 @@ def test_connection_limit(hosts: tuple[usernet.Host, usernet.Host]) -> None:
     assert run(main).startswith(b"HTTP/1.1 503")
 
 
-class RecordingSocket:
-    """Stands in for a connection: hands out one request, records each sendall."""
-
-    def __init__(self, request: bytes) -> None:
-        self.incoming = [request, b""]
-        self.sent: list[bytes] = []
-
-    def recv(self, n: int) -> bytes:
-        return self.incoming.pop(0) if self.incoming else b""
-
-    def sendall(self, data: bytes) -> None:
-        self.sent.append(bytes(data))
-
-    def settimeout(self, t: float | None) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 @pytest.mark.parametrize(("size", "sends"), [(5000, 1), (COALESCE_LIMIT + 1, 2), (200_000, 4)])
 def test_threaded_server_coalesces_head_and_body(tmp_path: Path, size: int, sends: int) -> None:
     """Head and a body up to COALESCE_LIMIT leave in one send (a head sent alone waits out Nagle and the
@@ -177,7 +158,7 @@ def test_threaded_server_coalesces_head_and_body(tmp_path: Path, size: int, send
     (tmp_path / "f.bin").write_bytes(b"x" * size)
     server = SimpleNamespace(limits=Limits(), idle_timeout=5.0, header_timeout=5.0, stopping=False,
                              counters=collections.Counter(), handler=StaticFiles(str(tmp_path)), tls=None)
-    sock = RecordingSocket(b"GET /f.bin HTTP/1.1\r\nHost: h\r\n\r\n")
+    sock = FeedSocket([b"GET /f.bin HTTP/1.1\r\nHost: h\r\n\r\n"])
     _Connection(server, sock, ("10.0.0.9", 1)).run()  # type: ignore[arg-type]
     assert len(sock.sent) == sends
     assert sock.sent[0].startswith(b"HTTP/1.1 200") and all(len(s) <= COALESCE_LIMIT for s in sock.sent)
@@ -193,7 +174,7 @@ def test_wsgi_chunked_pieces_leave_whole() -> None:
 
     server = SimpleNamespace(limits=Limits(), idle_timeout=5.0, header_timeout=5.0, stopping=False,
                              counters=collections.Counter(), handler=WsgiHandler(app), tls=None)
-    sock = RecordingSocket(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    sock = FeedSocket([b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"])
     _Connection(server, sock, ("10.0.0.9", 1)).run()  # type: ignore[arg-type]
     assert sock.sent[0].startswith(b"HTTP/1.1 200") and sock.sent[0].endswith(b"\r\n\r\n3\r\none\r\n")
     assert sock.sent[1:] == [b"3\r\ntwo\r\n", b"0\r\n\r\n"]
@@ -208,6 +189,6 @@ def test_wsgi_error_after_start_response_still_gets_a_500() -> None:
 
     server = SimpleNamespace(limits=Limits(), idle_timeout=5.0, header_timeout=5.0, stopping=False,
                              counters=collections.Counter(), handler=WsgiHandler(app), tls=None)
-    sock = RecordingSocket(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    sock = FeedSocket([b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"])
     _Connection(server, sock, ("10.0.0.9", 1)).run()  # type: ignore[arg-type]
     assert len(sock.sent) == 1 and sock.sent[0].startswith(b"HTTP/1.1 500")

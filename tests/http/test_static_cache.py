@@ -13,28 +13,9 @@ from types import SimpleNamespace
 import pytest
 
 import usernet.apps.http as http_app
+from tests.http.fakes import FeedSocket
 from usernet.apps.http import _TARGET_CACHED_LEN, _TARGETS_MAX, CACHE_FILE_MAX, StaticFiles, _Connection
 from usernet.proto.http import Limits
-
-
-class FeedSocket:
-    """Hands out ``requests`` (one per recv), then EOF; records each sendall."""
-
-    def __init__(self, requests: list[bytes]) -> None:
-        self.incoming = list(requests)
-        self.sent: list[bytes] = []
-
-    def recv(self, n: int) -> bytes:
-        return self.incoming.pop(0) if self.incoming else b""
-
-    def sendall(self, data: bytes) -> None:
-        self.sent.append(bytes(data))
-
-    def settimeout(self, t: float | None) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 def serve(files: StaticFiles, *requests: bytes) -> FeedSocket:
