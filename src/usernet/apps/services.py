@@ -126,6 +126,8 @@ class _Conn:
                 except BlockingIOError:
                     break
                 self.offset = (self.offset + sent) % len(CHARGEN_BLOCK)
+                if sent < _CHARGEN_SEND:
+                    break  # the send buffer is full: asking again would only raise BlockingIOError
 
     def _echo_or_discard(self, loop: ServiceLoop, events: int) -> None:
         if events & selectors.EVENT_READ:
