@@ -85,3 +85,40 @@ def test_chargen_pattern_is_continuous_and_discard_swallows() -> None:
             conn.sendall(b"d" * 1_000_000)
             conn.shutdown(1)
             assert conn.recv(10) == b""  # discard closes after the peer's EOF, sending nothing
+
+
+def test_a_short_echo_connection_costs_the_server_three_segments() -> None:
+    # SYN-ACK, the echo (carrying the quick ACK of the request), and one FIN+ACK (the ACK of the
+    # client's FIN waits for the end of the runtime pass, TcpConnection.ack_soon, by which time
+    # the service has closed in reply).
+    switch = Switch()
+    with usernet.Host(switch.port(), addr="10.40.3.1/24") as server, \
+            usernet.Host(switch.port(), addr="10.40.3.2/24") as client:
+        serve_simple(server, "echo", 7)
+        sent: list[bytes] = []
+
+        def tap(iface: str, direction: str, frame: bytes, layer: int) -> None:
+            # Ethernet, IPv4 without options, TCP: from port 7 to the measured connection's port.
+            if direction == ">" and frame[23:24] == b"\x06" and frame[34:36] == b"\x00\x07":
+                sent.append(bytes(frame[34:38]))
+
+        with client.create_connection(("10.40.3.1", 7), timeout=5) as warm:  # ARP both ways first
+            warm.sendall(b"x")
+            assert warm.recv(1) == b"x"
+        conn = client.create_connection(("10.40.3.1", 7), timeout=5)
+        port = conn.getsockname()[1]
+        server.add_tap(tap)
+        try:
+            conn.sendall(b"y" * 100)
+            got = b""
+            while len(got) < 100:
+                got += conn.recv(100)
+            conn.shutdown(1)
+            assert conn.recv(10) == b""  # the service's FIN
+            conn.close()
+            time.sleep(0.2)
+        finally:
+            server.remove_tap(tap)
+        ours = [ports for ports in sent if int.from_bytes(ports[2:4], "big") == port]
+        # The SYN-ACK went before the tap: the echo and the FIN+ACK are all that follow.
+        assert len(ours) == 2

@@ -197,16 +197,24 @@ class ServiceLoop:
         sock.close()
 
     def run_ready(self) -> bool:
-        """Serve every ready socket once (lock held, or taken); True if some are still ready."""
+        """Serve every ready socket once (lock held, or taken), and then those that turned ready
+        meanwhile (a connection just accepted with its request already queued: answered in this
+        pass, its ACK riding on the answer); True if some are still ready."""
         if self._stopping:
             return False
         with self.host.lock:
-            for key, events in self.selector.select(0):
-                try:
-                    key.data.on_ready(self, events)
-                except Exception:  # one connection's bug must not stop every service
-                    log.exception("service handler failed")
-                    self.close(key.fileobj)
+            served: set[Any] = set()
+            for _ in range(4):  # bounded: a socket still ready after its turn waits for the next pass
+                fresh = [(key, events) for key, events in self.selector.select(0) if key.fileobj not in served]
+                if not fresh:
+                    break
+                for key, events in fresh:
+                    served.add(key.fileobj)
+                    try:
+                        key.data.on_ready(self, events)
+                    except Exception:  # one connection's bug must not stop every service
+                        log.exception("service handler failed")
+                        self.close(key.fileobj)
             return self.selector.has_ready()
 
     def stop(self) -> None:

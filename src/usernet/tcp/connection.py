@@ -97,7 +97,8 @@ class TcpConnection:
     # Slots, not an instance dict: ~100 fields would overflow 3.11's shared-key dicts, making
     # construction (twice per connection) and every field access on the segment path slower.
     __slots__ = (
-        "accepted", "ack_now", "autocork", "buf_seq", "cc", "config", "corked", "created", "delack_deadline",
+        "accepted", "ack_now", "ack_soon", "autocork", "buf_seq", "cc", "config", "corked", "created",
+        "delack_deadline",
         "dsack", "dsack_dups", "dsacks_sent", "dupacks", "eof", "error", "fin_queued", "in_recovery", "ip_options",
         "irs", "iss", "keepalive", "keepalive_count", "keepalive_idle", "keepalive_interval", "keepalive_probes",
         "last_ack_sent", "last_data_at", "last_heard", "last_oow_ack_at", "layer", "linger", "listener",
@@ -174,6 +175,10 @@ class TcpConnection:
         self.rtt_sent = 0.0
         self.delack_deadline: float | None = None
         self.ack_now = False
+        # An ACK due at the layer's next poll rather than at once (the ACK of a FIN, a quick ACK):
+        # the runtime polls at the end of the pass, after its services answered, so the reply
+        # (an echo, our FIN) can carry it; those would have left with the pass's flush anyway.
+        self.ack_soon = False
         self.unacked_bytes = 0          # received since our last ACK
         self.rcv_mss = 0                # estimate of the peer's segment size (Linux's rcv_mss)
         self.quick_acks = MAX_QUICKACKS  # quick-ACK budget (see MAX_QUICKACKS)
@@ -579,7 +584,7 @@ class TcpConnection:
         if self.quick_acks > 0:
             self.quick_acks -= 1
             counters["quick_acks"] += 1
-            self.ack_now = True
+            self.ack_soon = True  # at the pass's end, so a reply made in the pass carries it
             layer.mark_dirty(self)
             return True
         unacked = self.unacked_bytes
@@ -1157,7 +1162,10 @@ class TcpConnection:
             if self.quick_acks > 0:
                 self.quick_acks -= 1
                 self.layer.counters["quick_acks"] += 1
-                self.ack_now = True
+                # At the layer's next poll (the end of a runtime pass), so that a reply the pass
+                # makes carries it. Not for holes and duplicates below: those ACKs must go as pure
+                # duplicate ACKs (RFC 5681 2: a segment with data is no duplicate ACK).
+                self.ack_soon = True
             elif filled_hole or duplicate or self.unacked_bytes > self.rcv_mss:
                 self.ack_now = True
             elif self.delack_deadline is None:
@@ -1187,7 +1195,12 @@ class TcpConnection:
             return
         self.rcv_nxt += 1
         self.eof = True
-        self.ack_now = True
+        # RFC 9293 3.10.7.4 (eighth step): acknowledge the FIN. At the layer's next poll, not at
+        # once: a host's runtime polls at the end of the pass, after the services (and a thread
+        # woken by the EOF, if it is quick) have answered, so a close in reply sends one FIN+ACK
+        # segment instead of an ACK and then a FIN. Sans-IO drivers poll after each segment, as
+        # the conformance runner does, so the ACK leaves at the same time as before.
+        self.ack_soon = True
         self.dsack = None  # Linux's tcp_fin clears the SACK state: the ACK of the FIN has no blocks
         self.layer.mark_dirty(self)
         state = self.state
@@ -1324,7 +1337,7 @@ class TcpConnection:
                             payload)
         if ack_flag:
             self.last_ack_sent = rcv_nxt
-            self.ack_now = False
+            self.ack_now = self.ack_soon = False
             self.delack_deadline = None
             self.unacked_bytes = 0
 
@@ -1359,8 +1372,10 @@ class TcpConnection:
         if self.rtx_deadline is None:
             self.rtx_deadline = now + self.rto
 
-    def output(self, now: float) -> None:
-        """Send whatever the windows, Nagle and the state allow, then any pending ACK."""
+    def output(self, now: float, arriving: bool = False) -> None:
+        """Send whatever the windows, Nagle and the state allow, then any pending ACK. *arriving*:
+        called right after a segment's arrival (TcpLayer.poll_connection), when an ``ack_soon``
+        waits for the layer's next poll instead."""
         state = self.state
         if state in (SYN_SENT, SYN_RECEIVED, CLOSED, LISTEN):
             if state == SYN_RECEIVED and self.ack_now:
@@ -1371,7 +1386,8 @@ class TcpConnection:
             pass  # nothing to send (what _send_data would find): the ACK question alone
         elif state in _CAN_SEND or (self.fin_queued and state in (FIN_WAIT_1, CLOSING, LAST_ACK)):
             sent = self._send_data(now)
-        if (self.ack_now or (self.delack_deadline is not None and now >= self.delack_deadline)) and not sent:
+        if (self.ack_now or (self.ack_soon and not arriving)
+                or (self.delack_deadline is not None and now >= self.delack_deadline)) and not sent:
             self._send_ack(now)
 
     def _send_data(self, now: float) -> bool:

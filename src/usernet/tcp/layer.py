@@ -191,8 +191,7 @@ class TcpLayer:
                         conn._notify()
                         conn.recharge()
                         if conn in self.dirty:
-                            self.dirty.discard(conn)
-                            conn.output(now)
+                            self.poll_connection(conn, now)
                         self.schedule(conn)
                         return
                 options = TcpOptions()
@@ -469,10 +468,14 @@ class TcpLayer:
         self.dirty.add(conn)
 
     def poll_connection(self, conn: TcpConnection, now: float) -> None:
+        """Output for *conn* right after a segment arrived; an ACK it owes "soon" (the ACK of a
+        FIN) stays for the next poll, which sends it unless a segment of ours carried it first."""
         if conn in self.dirty:
             self.dirty.discard(conn)
             if conn.state != CLOSED:
-                conn.output(now)
+                conn.output(now, True)
+                if conn.ack_soon:
+                    self.dirty.add(conn)
 
     def schedule(self, conn: TcpConnection) -> None:
         """Make sure the timer heap wakes *conn* no later than its next deadline. Called after
