@@ -500,11 +500,10 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown flood {unknown[0]} (choose from {ALL_FLOODS})")
     with topology() as topo:
-        tag = topo.usernet_if[2:-1]
         linux = topo.start(topo.server, sys.executable, "-c", KERNEL_ECHO)
         usernet = topo.start_usernet("--serve", "echo:7")
-        targets = (Target("Linux", f"vn{tag}a", LINUX_SERVER, linux, topo),
-                   Target("usernet", f"vn{tag}c", USERNET, usernet, topo))
+        targets = (Target("Linux", topo.client_to_server_if, LINUX_SERVER, linux, topo),
+                   Target("usernet", topo.client_to_usernet_if, USERNET, usernet, topo))
         print("| flood | target | connections ok | connect median (ms) | pings ok | ping median (ms) "
               "| peak RSS (MB) | frames/s sent | notes |")
         print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |", flush=True)

@@ -31,7 +31,6 @@ import platform
 import re
 import resource
 import shlex
-import signal
 import socket
 import subprocess
 import sys
@@ -47,7 +46,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import bench_loopback  # noqa: E402
 import bench_ping  # noqa: E402
-from topology import LINUX_SERVER, USERNET, Topology, sh  # noqa: E402
+from topology import LINUX_SERVER, USERNET, Topology, sh, stop, topology  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -92,53 +91,9 @@ def at_most(value: float | None, bound: float) -> bool | None:
 
 # --- topology -----------------------------------------------------------------------------------
 
-def ethtool_off(ns: str, dev: str) -> None:
-    """Every offload the kernel has on a veth end off: frames of at most the MTU, full checksums."""
-    sh("ip", "netns", "exec", ns, "ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off", "tx", "off",
-       "rx", "off", check=False)
-
-
-@contextlib.contextmanager
-def veth(mtu: int = 1500, offloads: bool = True) -> Iterator[Topology]:
-    """bench/topology.py's three namespaces, with an MTU and optionally every offload off (also on
-    usernet's end: its 64 KB super-segments are then cut by the kernel's software GSO)."""
-    tag = uuid.uuid4().hex[:5]
-    topo = Topology(f"un-s{tag}c", f"un-s{tag}s", f"un-s{tag}u", f"vs{tag}d", [])
-    ends = ((topo.client, f"vs{tag}a"), (topo.server, f"vs{tag}b"), (topo.client, f"vs{tag}c"),
-            (topo.host, topo.usernet_if))
-    try:
-        for ns in (topo.client, topo.server, topo.host):
-            sh("ip", "netns", "add", ns)
-        sh("ip", "link", "add", f"vs{tag}a", "netns", topo.client, "type", "veth", "peer", "name", f"vs{tag}b",
-           "netns", topo.server)
-        sh("ip", "link", "add", f"vs{tag}c", "netns", topo.client, "type", "veth", "peer", "name", topo.usernet_if,
-           "netns", topo.host)
-        sh("ip", "-n", topo.client, "addr", "add", "10.81.0.1/24", "dev", f"vs{tag}a")
-        sh("ip", "-n", topo.server, "addr", "add", f"{LINUX_SERVER}/24", "dev", f"vs{tag}b")
-        sh("ip", "-n", topo.client, "addr", "add", "10.82.0.1/24", "dev", f"vs{tag}c")
-        for ns, dev in ends:
-            sh("ip", "-n", ns, "link", "set", dev, "mtu", str(mtu))
-            if not offloads:
-                ethtool_off(ns, dev)
-            sh("ip", "-n", ns, "link", "set", dev, "up")
-        for ns in (topo.client, topo.server, topo.host):
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
-        yield topo
-    finally:
-        for proc in topo.procs:
-            stop(proc)
-        for ns in (topo.client, topo.server, topo.host):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-
-
-def stop(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+def veth(mtu: int = 1500, offloads: bool = True) -> contextlib.AbstractContextManager[Topology]:
+    """bench/topology.py's topology, named as the suite's."""
+    return topology(mtu, offloads, kind="s")
 
 
 def in_ns(ns: str, script: str, *args: object, timeout: float = 600) -> dict:
@@ -438,9 +393,9 @@ def scenario_bulk(opts: argparse.Namespace) -> Scenario:
             linux = in_ns(topo.client, CLIENT, "bulk", LINUX_SERVER, size)
             ours = in_ns(topo.client, CLIENT, "bulk", USERNET, size)
             frame = mtu + 14
-            ceiling_in = frame_ceiling(topo.client, client_if(topo), topo.host, topo.usernet_if,
+            ceiling_in = frame_ceiling(topo.client, topo.client_to_usernet_if, topo.host, topo.usernet_if,
                                        opts.frame_seconds, frame)
-            ceiling_out = frame_ceiling(topo.host, topo.usernet_if, topo.client, client_if(topo),
+            ceiling_out = frame_ceiling(topo.host, topo.usernet_if, topo.client, topo.client_to_usernet_if,
                                         opts.frame_seconds, frame)
             builtin = None
             if mtu == 1500:
@@ -531,10 +486,6 @@ def tap_rows(sc: Scenario, opts: argparse.Namespace, linux_in: float, linux_out:
                     "while the frame loop moves plain 1514-byte frames (usernet can beat it). "
                     "No Linux->Linux TAP reference (it would need a forwarder program between two TAPs): the "
                     "reference is Linux over veth with offloads on, and the frame loop on this TAP.")
-
-
-def client_if(topo: Topology) -> str:
-    return topo.usernet_if[:-1] + "c"  # the client's end of the veth pair to usernet
 
 
 def scenario_local(opts: argparse.Namespace) -> Scenario:

@@ -3,6 +3,7 @@ thread."""
 
 from __future__ import annotations
 
+import errno
 import selectors
 import socket
 import threading
@@ -117,6 +118,8 @@ def test_blocked_recv_ends_when_the_host_closes(pair) -> None:  # type: ignore[n
     server.close()
     thread.join(5)
     assert not thread.is_alive()
+    # Closing the host closes its sockets: the blocked call fails as on a descriptor closed under it.
+    assert len(errors) == 1 and errors[0].errno in (errno.EBADF, errno.ENETDOWN)
     conn.close()
 
 
@@ -146,3 +149,21 @@ def test_a_failing_handler_closes_its_socket_and_the_host_goes_on(pair) -> None:
         assert other.recv(100) == b"still here"
     listener.close()
     conn.close()
+
+
+def test_a_removed_pass_hook_that_had_more_to_do_leaves_the_runtime_asleep(pair) -> None:  # type: ignore[no-untyped-def]
+    server, _ = pair
+
+    def busy() -> bool:
+        return True  # always more to do: passes follow each other without sleeping
+
+    server.add_pass_hook(busy)
+    time.sleep(0.05)
+    spinning = server._rx_passes  # type: ignore[attr-defined]
+    server.remove_pass_hook(busy)
+    time.sleep(0.05)
+    before = server._rx_passes  # type: ignore[attr-defined]
+    time.sleep(0.3)
+    idle = server._rx_passes - before  # type: ignore[attr-defined]
+    assert spinning > 100, "the busy hook did keep the runtime from sleeping"
+    assert idle < 20, f"{idle} passes in 0.3 s with no hook and no traffic: the runtime spins"

@@ -95,7 +95,6 @@ class Host(RuntimeState):
         # The runtime loop's state between passes.
         self._backlog = False  # the last pass ended on its budget: frames are waiting, do not sleep
         self._hooks_pending = False  # a pass hook has more to do: do not sleep either
-        self._woke_waiters = False  # the last pass woke a thread blocked in a socket call
         self._kick_deferred = False  # pass hooks run: their kicks wait for the pass's flush
         self._link_failed = False
         self._rx_passes = 0
@@ -428,22 +427,19 @@ class Host(RuntimeState):
                         break
         finally:
             self._pending_events = None
-        woke = False
         for sock in events:
             cond = sock._s.cond
             if cond._waiters:  # type: ignore[attr-defined]  # notify_all costs Python code even with none
                 cond.notify_all()
-                woke = True
             sock._refresh()
-        self._woke_waiters = woke
         self._backlog = backlog
         if backlog:
             stack.counters["host.rx_budget_exhausted"] += 1
         hooks = self._pass_hooks
+        pending = False
         if hooks:
             # Before this pass transmits: what the hooks' socket calls produce (an echo, a FIN)
             # goes out in the same flush as what the frames produced, their kicks deferred to it.
-            pending = False
             self._kick_deferred = True
             try:
                 for hook in hooks:
@@ -454,7 +450,7 @@ class Host(RuntimeState):
                         log.exception("runtime pass hook failed")
             finally:
                 self._kick_deferred = False
-            self._hooks_pending = pending
+        self._hooks_pending = pending  # (False once the last hook is gone: no spinning on it)
         now = self._flush()
         # The ticks' own first test, done here: most passes skip both calls.
         shedding = self._shedding

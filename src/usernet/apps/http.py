@@ -65,6 +65,16 @@ class _Closed(Exception):
     """The connection is over (peer gone, timeout, protocol error already answered)."""
 
 
+def _read_deadline(parser: Any, now: float, cycle_start: float, body: bool, idle_timeout: float,
+                  header_timeout: float) -> float:
+    """Until when the next read may wait, for the threaded and the asyncio server alike: a body
+    read the idle timeout from now; between requests the idle timeout, and within a request's
+    head the header timeout (slowloris), both from the start of this request cycle."""
+    if body:
+        return now + idle_timeout
+    return cycle_start + (idle_timeout if parser.idle else header_timeout)
+
+
 class _Exchange:
     """One request on one connection: reading its body and writing its response."""
 
@@ -248,12 +258,8 @@ class _Connection:
             if parser.eof:
                 raise _Closed
             now = time.monotonic()
-            if body:
-                deadline = now + self.server.idle_timeout
-            elif parser.idle:
-                deadline = self.cycle_start + self.server.idle_timeout
-            else:
-                deadline = self.cycle_start + self.server.header_timeout
+            deadline = _read_deadline(parser, now, self.cycle_start, body, self.server.idle_timeout,
+                                     self.server.header_timeout)
             if self.out:
                 self.flush()  # whatever we owe the client leaves before we wait on it
             if now >= deadline:
@@ -1165,12 +1171,7 @@ class AsyncHttpServer:
             if parser.eof:
                 raise _Closed
             now = loop.time()
-            if body:
-                deadline = now + self.idle_timeout
-            elif parser.idle:
-                deadline = cycle[0] + self.idle_timeout
-            else:
-                deadline = cycle[0] + self.header_timeout
+            deadline = _read_deadline(parser, now, cycle[0], body, self.idle_timeout, self.header_timeout)
             if now >= deadline:
                 if not parser.idle or body:
                     self.counters["http.timeouts"] += 1

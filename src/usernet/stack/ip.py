@@ -329,64 +329,33 @@ class Ipv4Mixin(StackBase):
 
     def _tcp_output(self, src: int, dst: int, segment: bytes | bytearray, gso_size: int = 0,
                     ttl: int | None = None, tos: int = 0) -> None:
+        """TcpLayer's way out for a whole segment (a SYN-ACK, a reset): _tcp_output_parts's."""
+        self._tcp_output_parts(src, dst, segment, b"", ttl=ttl, tos=tos, gso_size=gso_size)
+
+    def _tcp_output_parts(self, src: int, dst: int, header: bytes | bytearray, payload: bytes | bytearray | memoryview,
+                          ttl: int | None = None, tos: int = 0, gso_size: int = 0) -> None:
+        """TcpLayer's way out for a segment in two pieces, its header (checksum complete, or
+        partial for a super-segment the link cuts into *gso_size* pieces) and its payload: one
+        route lookup, and for a fresh neighbour on Ethernet (every ACK and data segment of an
+        established connection) the frame is the one join of the link header, the IPv4 header,
+        the TCP header and the payload (the payload's only copy); the rest goes through send_ip."""
         try:
-            # One route lookup and one copy for a segment to a fresh neighbour on Ethernet (every
-            # ACK and data segment of an established connection); the rest goes through send_ip.
             iface, hop = self.route_for(dst)
-            length = len(segment)
+            length = len(header) + len(payload)
             if iface.layer == ETHERNET and (gso_size or IP_HLEN + length <= min(iface.mtu, _MAX_DATAGRAM)):
                 mac = self._fresh_neighbour(iface, hop)
                 if mac is not None:
                     ident = self.ip_ident = (self.ip_ident + 1) & 0xFFFF
-                    header = _ip_header(src, dst, ipv4.PROTO_TCP, length, ident,
-                                        self.config.ttl if ttl is None else ttl, tos, ipv4.FLAG_DF)
+                    ip_header = _ip_header(src, dst, ipv4.PROTO_TCP, length, ident,
+                                           self.config.ttl if ttl is None else ttl, tos, ipv4.FLAG_DF)
                     self.counters["ipv4.tx"] += 1
-                    frame = b"".join((mac, iface.mac, _IPV4_TYPE, header, segment))
+                    frame = b"".join((mac, iface.mac, _IPV4_TYPE, ip_header, header, payload))
                     if gso_size:
                         self.counters["tcp.tso_segments"] += 1
                         self._queue_frame(iface, (frame, gso_size))
                     else:
                         self._queue_frame(iface, frame)
                     return
-            self.send_ip(src, dst, ipv4.PROTO_TCP, segment, dont_fragment=True, ttl=ttl, tos=tos)
-        except OSError as err:
-            self._drop("tcp.tx_unroutable")
-            log.debug("TCP segment to %s not sent: %s", ipv4.ntoa(dst), err)
-
-    def _tcp_output_parts(self, src: int, dst: int, header: bytes, payload: bytes | bytearray | memoryview,
-                          ttl: int | None = None, tos: int = 0, gso_size: int = 0) -> None:
-        """TcpLayer's way out for a segment in two pieces, its header (checksum complete, or
-        partial for a super-segment the link cuts into *gso_size* pieces) and its payload: for a
-        fresh neighbour on Ethernet, the frame is the one join of the link header, the IPv4
-        header, the TCP header and the payload (the payload's only copy); the rest goes through
-        send_ip."""
-        try:
-            iface, hop = self.route_for(dst)
-            length = len(header) + len(payload)
-            if iface.layer == ETHERNET and (gso_size or IP_HLEN + length <= min(iface.mtu, _MAX_DATAGRAM)):
-                # _fresh_neighbour, inline: a unicast next hop whose entry is fresh, touched as
-                # the resolver's lookup would (LRU order).
-                resolver = iface.neighbours
-                if resolver is not None and hop != 0xFFFFFFFF and hop >> 28 != 0xE and hop not in self.broadcasts:
-                    cache = resolver.cache
-                    entry = cache.entries.get(hop)
-                    if entry is not None and not cache.is_stale(entry, self._now):
-                        cache.entries.move_to_end(hop)
-                        ident = self.ip_ident = (self.ip_ident + 1) & 0xFFFF
-                        ip_header = _ip_header(src, dst, 6, length, ident, self.config.ttl if ttl is None else ttl,
-                                               tos, ipv4.FLAG_DF)
-                        self.counters["ipv4.tx"] += 1
-                        outbox = iface.outbox
-                        if len(outbox) >= iface.max_outbox:
-                            self.counters["stack.outbox_full"] += 1
-                            return
-                        frame = b"".join((entry.mac, iface.mac, _IPV4_TYPE, ip_header, header, payload))
-                        if gso_size:
-                            self.counters["tcp.tso_segments"] += 1
-                            outbox.append((frame, gso_size))
-                        else:
-                            outbox.append(frame)
-                        return
             self.send_ip(src, dst, ipv4.PROTO_TCP, header + payload, dont_fragment=True, ttl=ttl, tos=tos)
         except OSError as err:
             self._drop("tcp.tx_unroutable")

@@ -241,11 +241,7 @@ class TcpConnection:
     @property
     def send_space(self) -> int:
         """What send() would take now: SO_SNDBUF's room, within the host's buffer memory."""
-        held = len(self.send_buf)
-        space = self.sndbuf - held
-        acked = self.snd_una - self.buf_seq  # _send_live, inline: every readiness check asks
-        if acked > 0:
-            space += acked if acked < held else held
+        space = self.sndbuf - self._send_live()
         if space <= 0:
             return 0
         return min(space, self.layer.memory.room(self.mem_charged))

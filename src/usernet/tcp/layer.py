@@ -190,8 +190,7 @@ class TcpLayer:
                         counters["segments_received"] += 1
                         conn._notify()
                         conn.recharge()
-                        if conn in self.dirty:
-                            self.poll_connection(conn, now)
+                        self.poll_connection(conn, now)
                         self.schedule(conn)
                         return
                 options = TcpOptions()

@@ -35,7 +35,7 @@ _CHUNK = 4096
 
 # Above this many bytes an integer is folded before its remainder (see bench/bench_rx_data.py).
 _FOLD_ABOVE = 192
-# Up to this many bytes (an Ethernet segment and then some) two half conversions beat folding.
+# Up to this many bytes (an Ethernet segment and then some) a precomputed fold plan is used.
 _SPLIT_MAX = 2048
 _MASKS: dict[int, int] = {}  # even byte count -> an integer of that many 0xFF bytes
 _MAX_MASKS = 64
@@ -90,13 +90,18 @@ def le_mod(data: Any) -> int:
     if n <= _FOLD_ABOVE:
         return _from_bytes(data, "little") % 0xFFFF
     if n <= _SPLIT_MAX:
-        # A segment: one conversion, then folds by its size class's plan (shifts and masks, no
-        # division) to a few hundred bits, then one small remainder (see bench/bench_rx_data.py).
-        value = _from_bytes(data, "little")
-        for shift, mask in _PLANS[(n + _PLAN_STEP - 1) // _PLAN_STEP]:
-            value = (value >> shift) + (value & mask)
-        return value % 0xFFFF
+        return _segment_value(data, n) % 0xFFFF
     return _mod(_sum_le(data), min(n, _CHUNK + 8))
+
+
+def _segment_value(data: Any, n: int) -> int:
+    """A segment's (at most _SPLIT_MAX bytes) little-endian value, folded by its size class's plan
+    (shifts and masks, no division) to a few hundred bits: congruent modulo 0xFFFF, and zero
+    exactly when the data are. The small remainder is left to the caller."""
+    value = _from_bytes(data, "little")
+    for shift, mask in _PLANS[(n + _PLAN_STEP - 1) // _PLAN_STEP]:
+        value = (value >> shift) + (value & mask)
+    return value
 
 
 _PLAN_BITS = 768  # fold until the value has about this many bits: the remainder is then cheap
@@ -139,11 +144,7 @@ def checksum(data: Any, extra: int = 0) -> int:
         value = _from_bytes(data, "little")
         folded = value % 0xFFFF  # reduce before adding: adding to a big int copies it
     elif n <= _SPLIT_MAX:
-        # A segment: two halves (the second at an even offset) converted and added, then one
-        # remainder of a half-sized integer: fewer big-int passes than folding the whole.
-        view = memoryview(data)
-        half = (n >> 2) << 1
-        value = _from_bytes(view[:half], "little") + _from_bytes(view[half:], "little")
+        value = _segment_value(data, n)
         folded = value % 0xFFFF
     else:
         value = _from_bytes(data, "little") if n <= _CHUNK else _sum_le(data)
